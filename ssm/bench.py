@@ -1,0 +1,323 @@
+"""``ssm-bench``: side-by-side benchmarks, printed as a table and written as JSON.
+
+    ssm-bench kernels [--rows 256] [--n 32] [--length 4096] [--repeats 7] [--json out.json]
+
+``kernels`` times every available backend of ``cauchy`` and ``vandermonde`` in one process, on
+the same inputs, forward and forward+backward: ``naive`` (the ``*_ref`` functions, which
+materialise the (rows, N, L) tensor), ``torch`` (chunked), ``cpp``, ``keops``, ``cuda``.
+For each it reports the median and interquartile range of ``--repeats`` timed runs after one
+warm-up, the peak extra memory of one run, and the max relative error against a float64
+reference on the first ``--check-rows`` rows. N is the number of conjugate pairs (d_state/2).
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the inputs. On CPU, one run in
+a fresh subprocess whose resident set size is sampled every 0.5 ms, reported above its level
+before the run; that subprocess fixes glibc's ``MALLOC_MMAP_THRESHOLD_`` so freed blocks go back
+to the system and cannot hide a peak. Timing stays in the main process with the normal allocator
+(a fixed mmap threshold makes every large temporary page-fault, which would slow the naive path
+unfairly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import ops
+from .ops import _dispatch
+
+MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
+
+
+@dataclass
+class Record:
+    op: str
+    mode: str
+    backend: str
+    rows: int
+    n: int
+    length: int
+    device: str
+    status: str
+    median_ms: float | None = None
+    iqr_ms: float | None = None
+    peak_extra_mb: float | None = None
+    max_rel_err: float | None = None
+
+
+# ---- measurement ---------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _PeakRSS:
+    """Peak resident memory above the level at entry, sampled in a background thread."""
+
+    def __enter__(self):
+        self.base = self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(0.0005)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+        self.extra = self.peak - self.base
+
+
+def _sync(device: str):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn: Callable[[], object], repeats: int, device: str) -> tuple[float, float]:
+    fn()  # warm-up (JIT compiles, caches)
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return statistics.median(times), q[2] - q[0]
+
+
+def _peak_mb(fn: Callable[[], object], device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    with _PeakRSS() as peak:
+        fn()
+    return peak.extra / 2**20
+
+
+def _peak_mb_cpu_subprocess(op: str, mode: str, backend: str, rows: int, n: int, length: int, threads: int) -> float:
+    spec = json.dumps(dict(op=op, mode=mode, backend=backend, rows=rows, n=n, length=length, threads=threads))
+    env = dict(os.environ, **{MMAP_ENV: str(1 << 16)})
+    proc = subprocess.run([sys.executable, "-m", "ssm.bench", "_peak", spec], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory probe failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def _peak_probe(spec: str) -> int:
+    """Hidden subcommand: one warmed-up run in this fresh process, print the peak extra MB."""
+    cfg = json.loads(spec)
+    torch.set_num_threads(cfg["threads"])
+    v, z, w = _inputs(cfg["rows"], cfg["n"], cfg["length"], "cpu")
+    grad = cfg["mode"] == "fwd+bwd"
+    v.requires_grad_(grad)
+    w.requires_grad_(grad)
+    run = _runner(cfg["op"], cfg["backend"], v, z, w, cfg["length"], cfg["mode"])
+    run()  # warm-up: library load, keops compile
+    print(f"{_peak_mb(run, 'cpu'):.3f}")
+    return 0
+
+
+# ---- the kernels benchmark -----------------------------------------------------------------
+
+
+def _inputs(rows: int, n: int, length: int, device: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(rows, n, dtype=torch.complex64, generator=g)
+    # S4-like poles and nodes: w = dt * Lambda, z on the imaginary axis
+    dt = torch.exp(torch.empty(rows, 1).uniform_(-7, -2, generator=g))
+    lam = torch.complex(torch.full((n,), -0.5), torch.pi * torch.arange(n, dtype=torch.float32))
+    w = (dt * lam).to(torch.complex64)
+    omega = torch.exp(-2j * torch.pi * torch.arange(length, dtype=torch.float64) / (2 * length))
+    z = (2 * (1 - omega) / (1 + omega)).to(torch.complex64)
+    return v.to(device), z.to(device), w.to(device)
+
+
+def _naive_bytes(op: str, rows: int, n: int, length: int, mode: str) -> int:
+    """Rough size of what the reference materialises: a few (rows, N, L) complex64 tensors."""
+    per = rows * n * length * 8
+    return per * (5 if op == "cauchy" else 3) * (2 if mode == "fwd+bwd" else 1)
+
+
+def _available_bytes() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+def _runner(op: str, backend: str, v, z, w, length: int, mode: str) -> Callable[[], object]:
+    if op == "cauchy":
+        call = (lambda: ops.cauchy_ref(v, z, w)) if backend == "naive" else (lambda: ops.cauchy(v, z, w, backend=backend))
+    else:
+        call = (lambda: ops.vandermonde_ref(v, w, length)) if backend == "naive" else (lambda: ops.vandermonde(v, w, length, backend=backend))
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                return call()
+        return run
+
+    def run_bwd():
+        v.grad = w.grad = None
+        out = call()
+        out.real.sum().backward() if out.is_complex() else out.sum().backward()
+    return run_bwd
+
+
+def _reference(op: str, v, z, w, length: int, check_rows: int) -> torch.Tensor:
+    """float64 reference on the first rows through the chunked torch backend (bounded memory)."""
+    v64, z64, w64 = (t[:check_rows].detach().cpu().to(torch.complex128) if t.dim() == 2 else t.detach().cpu().to(torch.complex128) for t in (v, z, w))
+    with torch.no_grad():
+        if op == "cauchy":
+            return ops.cauchy(v64, z64, w64, backend="torch")
+        return ops.vandermonde(v64, w64, length, backend="torch")
+
+
+def bench_kernels(args) -> list[Record]:
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    candidates = ["naive", "torch", "cpp", "keops", "cuda"] if not args.backends else args.backends.split(",")
+    budget = args.naive_budget_gb * 2**30 if args.naive_budget_gb else 0.5 * _available_bytes()
+    records: list[Record] = []
+    for op in args.ops.split(","):
+        v, z, w = _inputs(args.rows, args.n, args.length, device)
+        ref = _reference(op, v, z, w, args.length, args.check_rows)
+        for mode in args.modes.split(","):
+            for backend in candidates:
+                rec = Record(op, mode, backend, args.rows, args.n, args.length, device, "ok")
+                records.append(rec)
+                if backend not in ("naive", *_dispatch.BACKENDS):
+                    rec.status = f"unknown backend {backend!r}"
+                    continue
+                if backend != "naive":
+                    reason = _dispatch_reason(op, backend, v, z, w)
+                    if reason:
+                        rec.status = f"unavailable: {reason}"
+                        continue
+                if backend == "naive" and _naive_bytes(op, args.rows, args.n, args.length, mode) > budget:
+                    need = _naive_bytes(op, args.rows, args.n, args.length, mode) / 2**30
+                    rec.status = f"not run: needs ~{need:.0f} GB > budget {budget / 2**30:.0f} GB"
+                    continue
+                if backend == "keops" and args.length * args.rows * args.n > args.keops_max_terms:
+                    rec.status = "not run: above --keops-max-terms"
+                    continue
+                grad = mode == "fwd+bwd"
+                vv, ww = v.detach().clone().requires_grad_(grad), w.detach().clone().requires_grad_(grad)
+                run = _runner(op, backend, vv, z, ww, args.length, mode)
+                try:
+                    rec.median_ms, rec.iqr_ms = _time(run, args.repeats, device)
+                    rec.peak_extra_mb = (
+                        _peak_mb(run, device) if device == "cuda"
+                        else _peak_mb_cpu_subprocess(op, mode, backend, args.rows, args.n, args.length, torch.get_num_threads())
+                    )
+                    with torch.no_grad():
+                        out = _runner(op, backend, vv[: args.check_rows].detach(), z, ww[: args.check_rows].detach(), args.length, "fwd")()
+                    err = (out.detach().cpu().to(ref.dtype) - ref).abs().max() / ref.abs().max()
+                    rec.max_rel_err = float(err)
+                except (RuntimeError, MemoryError) as e:  # OOM and backend failures are results here
+                    rec.status = f"failed: {str(e).splitlines()[0][:120]}"
+                print(_row(rec), flush=True)
+    return records
+
+
+def _dispatch_reason(op: str, backend: str, v, z, w) -> str | None:
+    import importlib
+
+    module = importlib.import_module(f"ssm.ops.{op}")
+    return module.PREDICATES[backend](v, z, w) if op == "cauchy" else module.PREDICATES[backend](v, w)
+
+
+HEADER = f"{'op':12s} {'mode':8s} {'backend':8s} {'median ms':>11s} {'IQR ms':>9s} {'peak MB':>9s} {'rel err':>9s}  status"
+
+
+def _row(r: Record) -> str:
+    fmt = lambda x, f: (f % x) if x is not None else "-"  # noqa: E731
+    return (f"{r.op:12s} {r.mode:8s} {r.backend:8s} {fmt(r.median_ms, '%11.2f'):>11s} {fmt(r.iqr_ms, '%9.2f'):>9s} "
+            f"{fmt(r.peak_extra_mb, '%9.1f'):>9s} {fmt(r.max_rel_err, '%9.1e'):>9s}  {r.status}")
+
+
+def _table(records: list[Record]) -> str:
+    lines = [HEADER]
+    for r in records:
+        lines.append(_row(r))
+    by_key = {(r.op, r.mode, r.backend): r for r in records}
+    for op in sorted({r.op for r in records}):
+        for mode in ("fwd", "fwd+bwd"):
+            naive, fast = by_key.get((op, mode, "naive")), by_key.get((op, mode, "cpp")) or by_key.get((op, mode, "cuda"))
+            if naive and fast and naive.median_ms and fast.median_ms:
+                lines.append(f"speed-up {fast.backend} over naive, {op} {mode}: {naive.median_ms / fast.median_ms:.1f}x")
+    return "\n".join(lines)
+
+
+def _machine() -> dict:
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ssm-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    k = sub.add_parser("kernels", help="Cauchy and Vandermonde, every backend side by side")
+    k.add_argument("--rows", type=int, default=256)
+    k.add_argument("--n", type=int, default=32, help="conjugate pairs (d_state / 2)")
+    k.add_argument("--length", type=int, default=4096)
+    k.add_argument("--repeats", type=int, default=7)
+    k.add_argument("--ops", default="cauchy,vandermonde")
+    k.add_argument("--modes", default="fwd,fwd+bwd")
+    k.add_argument("--backends", default="", help="comma list from naive,torch,cpp,keops,cuda (default: all)")
+    k.add_argument("--check-rows", type=int, default=8, help="rows compared with the float64 reference")
+    k.add_argument("--naive-budget-gb", type=float, default=0.0, help="skip naive above this (default: half of free RAM)")
+    k.add_argument("--keops-max-terms", type=int, default=2**31, help="skip keops above rows*N*L terms")
+    k.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
+    k.add_argument("--cpu", action="store_true", help="benchmark on CPU even when CUDA is present")
+    k.add_argument("--json", default="", help="write the records here")
+    probe = sub.add_parser("_peak", help=argparse.SUPPRESS)
+    probe.add_argument("spec")
+    args = parser.parse_args(argv)
+    if args.command == "_peak":
+        return _peak_probe(args.spec)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"# {json.dumps(_machine())}\n# rows={args.rows} N={args.n} pairs (d_state {2 * args.n}) L={args.length} repeats={args.repeats}")
+    print(HEADER, flush=True)
+    records = bench_kernels(args)
+    print()
+    print(_table(records))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": _machine(), "args": vars(args), "records": [asdict(r) for r in records]}, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""Build and load the compiled ops in ``csrc/`` (registered as ``torch.ops.ssm.*``).
+
+Two shared libraries:
+
+* ``cpu``: the op schemas (``csrc/registration.cpp``) and the fused C++ CPU kernels.
+* ``cuda``: CUDA kernels for the same schemas; built only where a CUDA device is present
+  (or when forced, which the test suite does to check that every ``.cu`` file compiles).
+
+Where a library comes from, in order:
+
+1. built at install time (``SSM_BUILD_EXTENSION=1 pip install --no-build-isolation .``) and
+   shipped as ``ssm/_C*.so``;
+2. built just in time on first use with ``torch.utils.cpp_extension`` into a cache directory
+   (``$SSM_CACHE_DIR``, default ``~/.cache/ssm``). The directory name hashes the sources,
+   compiler flags, torch/CUDA versions and the CPU's instruction-set flags, so an edit, an
+   upgrade or a different machine sharing a home directory gets a fresh build; the build
+   itself prints one log line.
+
+A failed build never raises from an op call: the dispatcher falls back to the PyTorch backend
+and emits ONE warning per library per process carrying the real compiler error and the command
+that retries (``python -m ssm.ops.build``). ``SSM_NO_BUILD=1`` disables just-in-time builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+log = logging.getLogger("ssm")
+
+Library = Literal["cpu", "cuda"]
+
+CPU_SOURCES = ["registration.cpp", "cpu/cauchy_cpu.cpp", "cpu/vandermonde_cpu.cpp"]
+CUDA_SOURCES = ["cuda/cauchy_cuda.cu", "cuda/vandermonde_cuda.cu"]
+
+# -O3 without -ffast-math: fast-math would let the compiler assume no NaN/Inf, and NaN in must
+# give NaN out. -fopenmp-simd lets `#pragma omp simd reduction` vectorise the reductions.
+CPU_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
+# The just-in-time build targets the machine it runs on (its cache key includes the CPU flags);
+# the install-time build stays portable.
+JIT_CPU_FLAGS = CPU_FLAGS + (["-march=native"] if platform.machine() in ("x86_64", "AMD64") else [])
+CUDA_FLAGS = ["-O3", "-lineinfo"]
+
+RETRY_HINT = "python -m ssm.ops.build"
+
+
+@dataclass(frozen=True)
+class LibraryStatus:
+    """Whether a compiled library is loaded, where from, or why not."""
+
+    name: Library
+    loaded: bool
+    origin: str  # "install", "jit", or "" when not loaded
+    detail: str  # path of the loaded library, or the reason it is not available
+
+
+def source_dir() -> Path:
+    """The ``csrc/`` directory: inside the installed package, or at the repository root."""
+    here = Path(__file__).resolve().parent.parent  # ssm/
+    for candidate in (here / "csrc", here.parent / "csrc"):
+        if (candidate / "registration.cpp").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"ssm: the C++ sources (csrc/) were not found next to {here}; reinstall the package"
+    )
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SSM_CACHE_DIR", Path.home() / ".cache" / "ssm"))
+
+
+def _cpu_signature() -> str:
+    """Instruction-set flags of this CPU, so a -march=native build is never reused elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cuda_include_paths() -> list[str]:
+    """Headers that CUDA builds of torch ship under site-packages/nvidia/*/include."""
+    nvidia = Path(torch.__file__).resolve().parent.parent / "nvidia"
+    return sorted(str(p) for p in nvidia.glob("*/include") if p.is_dir())
+
+
+def _build_key(sources: list[Path], flags: list[str], extra: str) -> str:
+    h = hashlib.sha256()
+    for src in sources:
+        h.update(src.name.encode())
+        h.update(src.read_bytes())
+    headers = [*source_dir().rglob("*.h"), *source_dir().rglob("*.cuh")]
+    for header in sorted(headers):
+        h.update(header.read_bytes())
+    h.update(" ".join(flags).encode())
+    h.update(f"{torch.__version__}|{torch.version.cuda}|{sys.version_info[:2]}|{extra}".encode())
+    return h.hexdigest()[:16]
+
+
+def _installed_library(name: Library) -> str | None:
+    spec = importlib.util.find_spec("ssm._C" if name == "cpu" else "ssm._C_cuda")
+    return spec.origin if spec is not None and spec.origin else None
+
+
+def jit_build(name: Library, *, load: bool = True, verbose: bool = False) -> str:
+    """Compile one library into the cache (if not already there) and optionally load it.
+
+    Returns the path of the shared library. Raises the build's error unchanged.
+    """
+    root = source_dir()
+    if name == "cpu":
+        sources = [root / s for s in CPU_SOURCES]
+        cflags, cuda_flags, extra = JIT_CPU_FLAGS, [], _cpu_signature()
+    else:
+        sources = [root / s for s in CUDA_SOURCES]
+        cflags, cuda_flags = CPU_FLAGS, CUDA_FLAGS
+        extra = os.environ.get("TORCH_CUDA_ARCH_LIST", "") or _local_cuda_arch()
+    key = _build_key(sources, cflags + cuda_flags, extra)
+    lib_name = f"ssm_{name}_ops"
+    build_dir = cache_root() / f"{lib_name}-{key}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    built = build_dir / f"{lib_name}.so"
+    if built.exists() and not (build_dir / "lock").exists():  # no build in progress
+        # Same sources, flags, torch and machine: the cached library is the one we would build.
+        if load:
+            torch.ops.load_library(str(built))
+        return str(built)
+    log.warning("ssm: building the compiled %s ops into %s (first use only)", name, build_dir)
+    if name == "cuda":
+        _ensure_cuda_home()
+    from torch.utils import cpp_extension
+
+    kwargs = dict(
+        name=lib_name,
+        sources=[str(s) for s in sources],
+        extra_cflags=cflags,
+        extra_include_paths=[str(root)] + (_cuda_include_paths() if name == "cuda" else []),
+        build_directory=str(build_dir),
+        verbose=verbose,
+        is_python_module=False,
+        is_standalone=False,
+    )
+    if name == "cuda":
+        kwargs["extra_cuda_cflags"] = cuda_flags
+        kwargs["with_cuda"] = True
+    if load:
+        cpp_extension.load(**kwargs)
+    else:
+        # Compile and link without loading: checks the CUDA sources on machines with no GPU.
+        _compile_only(**kwargs)
+    return str(built)
+
+
+def _compile_only(**kwargs) -> None:
+    """Run the same ninja build as ``cpp_extension.load`` but stop before loading the library."""
+    from torch.utils import cpp_extension
+
+    cpp_extension._write_ninja_file_and_build_library(  # noqa: SLF001
+        name=kwargs["name"],
+        sources=kwargs["sources"],
+        extra_cflags=kwargs["extra_cflags"],
+        extra_cuda_cflags=kwargs.get("extra_cuda_cflags"),
+        extra_sycl_cflags=None,
+        extra_ldflags=[],
+        extra_include_paths=kwargs["extra_include_paths"],
+        build_directory=kwargs["build_directory"],
+        verbose=kwargs["verbose"],
+        with_cuda=kwargs.get("with_cuda", False),
+        with_sycl=False,
+    )
+
+
+def _ensure_cuda_home() -> None:
+    """Point torch at the CUDA toolkit (the parent of nvcc's bin/) when CUDA_HOME is unset."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    candidates = [Path("/usr/local/cuda")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.insert(0, Path(nvcc).resolve().parent.parent)
+    for home in candidates:
+        if (home / "bin" / "nvcc").is_file() and (home / "include" / "cuda_runtime.h").is_file():
+            os.environ["CUDA_HOME"] = str(home)
+            if "torch.utils.cpp_extension" in sys.modules:  # already resolved at its import
+                sys.modules["torch.utils.cpp_extension"].CUDA_HOME = str(home)
+            return
+
+
+def _local_cuda_arch() -> str:
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        return f"{major}.{minor}"
+    return ""
+
+
+def _short_error(err: BaseException) -> str:
+    text = str(err)
+    if isinstance(err, subprocess.CalledProcessError) and err.output:
+        text = err.output.decode(errors="replace") if isinstance(err.output, bytes) else err.output
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    keep = (errors[:15] or lines[-15:])
+    return "\n".join(keep)
+
+
+_STATUS: dict[str, LibraryStatus] = {}
+
+
+def load(name: Library) -> LibraryStatus:
+    """Load a compiled library once per process; never raises.
+
+    The result is kept in a plain dict so that ``torch.compile`` can read it while tracing;
+    a build is never started from inside a traced region.
+    """
+    status = _STATUS.get(name)
+    if status is not None:
+        return status
+    if torch.compiler.is_compiling():
+        return LibraryStatus(name, False, "", "not loaded before torch.compile traced this call")
+    status = _STATUS[name] = _load(name)
+    return status
+
+
+def _load(name: Library) -> LibraryStatus:
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            return LibraryStatus(name, False, "", "no CUDA device")
+        cpu = load("cpu")
+        if not cpu.loaded:
+            return LibraryStatus(name, False, "", f"needs the CPU library first ({cpu.detail})")
+    installed = _installed_library(name)
+    if installed is not None:
+        try:
+            torch.ops.load_library(installed)
+            _register_python_side()
+            return LibraryStatus(name, True, "install", installed)
+        except OSError as err:  # e.g. built against another torch: fall through to the JIT build
+            log.warning("ssm: the installed %s ops at %s failed to load (%s); rebuilding", name,
+                        installed, err)
+    if os.environ.get("SSM_NO_BUILD", "") not in ("", "0"):
+        return LibraryStatus(name, False, "", "SSM_NO_BUILD is set")
+    try:
+        path = jit_build(name)
+    except (RuntimeError, OSError, subprocess.CalledProcessError, ImportError) as err:
+        warnings.warn(
+            f"ssm: could not build the compiled {name} ops; the pure-PyTorch backend serves "
+            f"instead (slower, more memory). The build said:\n{_short_error(err)}\n"
+            f"Fix the cause, then retry with `{RETRY_HINT}` (or set SSM_NO_BUILD=1 to silence).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return LibraryStatus(name, False, "", f"build failed: {_short_error(err).splitlines()[0]}")
+    _register_python_side()
+    return LibraryStatus(name, True, "jit", path)
+
+
+def _register_python_side() -> None:
+    """Fake (meta) kernels and autograd formulas for the ops, registered once."""
+    from . import _registrations
+
+    _registrations.register()

@@ -1,0 +1,64 @@
+"""Shared test helpers: one tolerance table, input generators, and the backends to test."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Normwise relative error allowed against a float64 reference, by the dtype under test.
+# float32 math over sums of up to ~1e3-1e4 terms lands near 1e-6; the table leaves headroom for
+# ill-conditioned random draws without letting a wrong formula (error ~1) through.
+RTOL = {
+    torch.float32: 2e-5,
+    torch.complex64: 2e-5,
+    torch.float64: 1e-11,
+    torch.complex128: 1e-11,
+    torch.bfloat16: 2e-2,
+}
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |a - e| / max |e| (normwise, in float64)."""
+    a, e = actual.detach().to(torch.complex128), expected.detach().to(torch.complex128)
+    scale = e.abs().max().item()
+    return (a - e).abs().max().item() / (scale if scale > 0 else 1.0)
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str = "", factor: float = 1.0):
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert not torch.isnan(actual).any(), f"{what}: NaN in output"
+    err = rel_err(actual, expected)
+    assert err <= RTOL[dtype] * factor, f"{what}: relative error {err:.3e} > {RTOL[dtype] * factor:.1e} ({dtype})"
+
+
+def has_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+# Backends exercised on CPU tensors, and the CUDA one (marked, skipped without a GPU).
+CPU_BACKENDS = ["torch", "cpp", "keops"]
+BACKEND_PARAMS = [pytest.param(b, id=b) for b in CPU_BACKENDS] + [
+    pytest.param("cuda", id="cuda", marks=pytest.mark.cuda)
+]
+
+
+def device_of(backend: str) -> str:
+    return "cuda" if backend == "cuda" else "cpu"
+
+
+def wide() -> bool:
+    """SSM_TEST_WIDE=1 widens the shape grids."""
+    return os.environ.get("SSM_TEST_WIDE", "") not in ("", "0")
+
+
+def stable_poles(*shape, dtype=torch.complex128, generator=None) -> torch.Tensor:
+    """Poles with negative real part, like a discretised SSM's."""
+    re = -torch.rand(*shape, dtype=torch.float64, generator=generator) * 0.5 - 1e-3
+    im = torch.randn(*shape, dtype=torch.float64, generator=generator)
+    return torch.complex(re, im).to(dtype)
+
+
+def crandn(*shape, dtype=torch.complex128, generator=None) -> torch.Tensor:
+    return torch.randn(*shape, dtype=dtype, generator=generator)
