@@ -134,7 +134,8 @@ def jit_build(name: Library, *, load: bool = True, verbose: bool = False) -> str
     build_dir = cache_root() / f"{lib_name}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     built = build_dir / f"{lib_name}.so"
-    if built.exists() and not (build_dir / "lock").exists():  # no build in progress
+    done = build_dir / "BUILT"  # written only after a build finished (torch's lock file persists)
+    if built.exists() and done.exists():
         # Same sources, flags, torch and machine: the cached library is the one we would build.
         if load:
             torch.ops.load_library(str(built))
@@ -162,6 +163,7 @@ def jit_build(name: Library, *, load: bool = True, verbose: bool = False) -> str
     else:
         # Compile and link without loading: checks the CUDA sources on machines with no GPU.
         _compile_only(**kwargs)
+    done.write_text(f"{built}\n")
     return str(built)
 
 
