@@ -6,9 +6,18 @@ live in :mod:`ssm.ops`.
 
 import logging as _logging
 
-from . import ops
+from . import models, ops, optim
+from .layers import S4, S4D, S4PTD, S5, S5PTD
+from .models import SequenceModel
 
 __version__ = "0.1.0"
+
+
+def load(checkpoint_path, *, map_location="cpu"):
+    """Rebuild the model of an ``ssm-train`` checkpoint from the config stored inside it."""
+    from .train.module import load as _load  # Lightning/Hydra only when asked for
+
+    return _load(checkpoint_path, map_location=map_location)
 
 _log = _logging.getLogger("ssm")
 if not _log.handlers:  # one readable line for build messages unless the user configures logging
@@ -17,4 +26,4 @@ if not _log.handlers:  # one readable line for build messages unless the user co
     _log.addHandler(_handler)
     _log.propagate = False
 
-__all__ = ["ops", "__version__"]
+__all__ = ["load", "models", "ops", "optim", "SequenceModel", "S4", "S4D", "S4PTD", "S5", "S5PTD", "__version__"]

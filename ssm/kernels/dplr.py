@@ -1,0 +1,283 @@
+"""S4 core: diagonal-plus-low-rank state matrix, Cauchy kernel + Woodbury (arXiv 2111.00396),
+in the Hurwitz form A = Lambda - P P* with Re(Lambda) < 0 used by SaShiMi (arXiv 2202.09729).
+
+Only one member of each conjugate pair is stored (n = d_state/2). The full state is
+X = [x; conj x] and the output y = 2 Re(C x) + D u. Discretisation is bilinear:
+dA = (2/dt - A)^-1 (2/dt + A), dB = (2/dt - A)^-1 2B.
+
+Convolution kernel of length L (Sec. 3.3 of the paper): at z = exp(-2 pi i k/L), k <= L/2,
+
+    K^(z) = 2/(1+z) [k_CB - k_CP (1 + k_PP)^-1 k_PB],   k_uv(z) = sum_full u_n v_n / (g(z) - lambda_n)
+
+with g(z) = (2/dt)(1-z)/(1+z); each k is one ``ssm.ops.cauchy`` call on the Delta-free nodes
+2(1-z)/(1+z) and poles dt*Lambda. K = irfft(K^). The node z = -1 (even L) is the limit
+K^(-1) = dt Re sum_n c_n b_n. The stored parameter is C~ = C (I - dA^L), "C-tilde": it makes the
+truncated generating function exact for length L. It is set for ``l_max`` (or the first input
+length) and doubled, C~_2L = C~_L (I + dA^L), when a longer input arrives.
+
+Stepping is the O(n r) bilinear update with a Woodbury solve for (2/dt - A)^-1; the true C is
+recovered once in ``setup_step`` by a linear solve with (I - dA^L). State passing uses the same
+kernel machinery for the initial state's contribution and dense powers of dA for the final state
+(float64, (H, 2n, 2n) per call).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import hippo, ops
+from ..layers.base import SSMCore
+from ..optim import set_hint
+from .diagonal import _complex, _real_param, log_uniform_dt
+
+
+def _full(v: torch.Tensor) -> torch.Tensor:
+    """Half-conjugate vector (..., n) -> full (..., 2n) = [v, conj v]."""
+    return torch.cat([v, v.conj()], dim=-1)
+
+
+def _matrix_power(M: torch.Tensor, L: int) -> torch.Tensor:
+    """M^L for a batch of square matrices by repeated squaring."""
+    result = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device).expand_as(M).clone()
+    base = M
+    while L:
+        if L & 1:
+            result = result @ base
+        L >>= 1
+        if L:
+            base = base @ base
+    return result
+
+
+class DPLRSSM(SSMCore):
+    """The S4 core: (B, H, L) -> (B, H, L), causal or bidirectional."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        rank: int = 1,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        lr: float | None = 1e-3,
+        n_ssm: int = 1,
+        bidirectional: bool = False,
+        l_max: int | None = None,
+        device=None,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        if d_model % n_ssm:
+            raise ValueError(f"{name}: `n_ssm` ({n_ssm}) must divide d_model ({d_model})")
+        if l_max is not None and l_max < 1:
+            raise ValueError(f"{name}: `l_max` must be >= 1 or None, got {l_max}")
+        self.d_model, self.n_ssm, self.rank = d_model, n_ssm, rank
+        self.causal = not bidirectional
+        Lambda, P, B, _ = hippo.nplr("legs", d_state, rank=rank)  # (n,), (r, n), (n,), (N, n)
+        n = Lambda.shape[0]
+        self.d_state = n
+        # Hurwitz form: Re(Lambda) = -exp(A_real) < 0, Q tied to P
+        self.A_real = nn.Parameter(torch.log(-Lambda.real).float().repeat(n_ssm, 1))  # (n_ssm, n)
+        self.A_imag = nn.Parameter(Lambda.imag.float().repeat(n_ssm, 1))  # (n_ssm, n)
+        self.P = _real_param(P.unsqueeze(1).repeat(1, n_ssm, 1))  # (r, n_ssm, n, 2)
+        self.B = _real_param(B.repeat(n_ssm, 1))  # (n_ssm, n, 2)
+        channels = 2 if bidirectional else 1
+        self.C = _real_param(torch.randn(channels, d_model, n, dtype=torch.complex128) * 0.5**0.5)  # (c, H, n, 2)
+        self.D = nn.Parameter(torch.randn(d_model))  # (H,)
+        self.log_dt = nn.Parameter(log_uniform_dt(d_model, dt_min, dt_max))  # (H,)
+        if lr is not None:
+            for p in (self.A_real, self.A_imag, self.P, self.B, self.log_dt):
+                set_hint(p, lr=lr, weight_decay=0.0)
+        # Length that C currently encodes as C~ = C (I - dA^L); 0 = C is still the plain C.
+        self.register_buffer("l_kernel", torch.tensor(0), persistent=True)
+        self._step_cache = None
+        if device is not None:
+            self.to(device)
+        if l_max is not None:
+            self._set_length(l_max)
+
+    # -- the DPLR system -----------------------------------------------------------------------
+
+    def system(self):
+        """(dt (H,), Lambda (H, n), P (r, H, n), B (H, n)), complex64."""
+        rep = self.d_model // self.n_ssm
+        dt = torch.exp(self.log_dt.float())
+        Lam = torch.complex(-torch.exp(self.A_real), self.A_imag).repeat(rep, 1)
+        P = _complex(self.P).repeat(1, rep, 1)
+        B = _complex(self.B).repeat(rep, 1)
+        return dt, Lam, P, B
+
+    def dense(self, dtype=torch.complex128):
+        """Full-basis dense (dA (H, 2n, 2n), dB (H, 2n)) for bookkeeping and tests."""
+        dt, Lam, P, B = (t.to(dtype) if t.is_complex() else t.double() for t in self.system())
+        A = torch.diag_embed(_full(Lam)) - torch.einsum("rhn,rhm->hnm", _full(P), _full(P).conj())  # (H, 2n, 2n)
+        eye = torch.eye(A.shape[-1], dtype=dtype, device=A.device)
+        two_dt = (2 / dt).to(dtype)[:, None, None]
+        left = two_dt * eye - A
+        dA = torch.linalg.solve(left, two_dt * eye + A)
+        dB = torch.linalg.solve(left, 2 * _full(B).unsqueeze(-1)).squeeze(-1)
+        return dA, dB
+
+    @torch.no_grad()
+    def _set_length(self, L: int) -> None:
+        """Make C hold C~ for length L: from plain C, or by doubling from the current length."""
+        current = int(self.l_kernel)
+        C = _complex(self.C).to(torch.complex128)  # (c, H, n)
+        dA, _ = self.dense()
+        if current == 0:
+            Cf = _full(C)
+            Ct = Cf - torch.einsum("chn,hnm->chm", Cf, _matrix_power(dA, L))
+            new_len = L
+        else:
+            new_len = current
+            Cf = _full(C)
+            while new_len < L:
+                Cf = Cf + torch.einsum("chn,hnm->chm", Cf, _matrix_power(dA, new_len))
+                new_len *= 2
+            Ct = Cf
+        self.C.copy_(torch.view_as_real(Ct[..., : self.d_state].to(torch.complex64)))
+        self.l_kernel.fill_(new_len)
+
+    def true_C(self) -> torch.Tensor:
+        """C = C~ (I - dA^L)^-1 for the current length (c, H, n), complex128."""
+        C = _complex(self.C).to(torch.complex128)
+        L = int(self.l_kernel)
+        if L == 0:
+            return C
+        dA, _ = self.dense()
+        eye = torch.eye(dA.shape[-1], dtype=dA.dtype, device=dA.device)
+        M = eye - _matrix_power(dA, L)  # (H, 2n, 2n)
+        Cf = torch.linalg.solve(M.transpose(-1, -2), _full(C).transpose(0, 1).transpose(-1, -2))  # (H, 2n, c)
+        return Cf.transpose(-1, -2).transpose(0, 1)[..., : self.d_state]
+
+    # -- kernel --------------------------------------------------------------------------------
+
+    def _generating_function(self, L: int, Bv: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
+        """K^ at the rfft nodes for input vectors ``Bv (..., H, n)``: (c, ..., H, L//2+1)."""
+        dt, Lam, P, _ = self.system()
+        dt = dt * rate
+        C = _complex(self.C)  # (c, H, n)
+        m = L // 2 + 1
+        k = torch.arange(m, device=dt.device)
+        omega = torch.exp(-2j * torch.pi * k.double() / L)  # (m,)
+        even_tail = L % 2 == 0  # node z = -1
+        nodes = omega[:-1] if even_tail else omega
+        z = (2 * (1 - nodes) / (1 + nodes)).to(torch.complex64)  # Delta-free bilinear nodes
+        w = dt[:, None] * Lam  # (H, n)
+        dt_c = dt[:, None].to(torch.complex64)
+        batch = Bv.shape[:-2]
+        r = self.rank
+        # vectors: rows [C~ or P*] x columns [B or P]; cauchy sums the conjugate halves itself
+        Pc = P.conj()  # (r, H, n)
+        Bb = Bv.expand(*batch, *Bv.shape[-2:])  # (..., H, n)
+        def k_of(u, v):  # u (..., H, n) * v (..., H, n) -> (..., H, len(z))
+            return ops.cauchy(dt_c * u * v, z, w)
+        k_CB = k_of(C.reshape(C.shape[0], *([1] * len(batch)), *C.shape[1:]), Bb)  # (c, ..., H, z)
+        k_CP = torch.stack([k_of(C, P[i]) for i in range(r)], dim=-2)  # (c, H, r, z)
+        k_PB = torch.stack([k_of(Pc[i], Bb) for i in range(r)], dim=-2)  # (..., H, r, z)
+        k_PP = torch.stack([torch.stack([k_of(Pc[i], P[j]) for j in range(r)], -2) for i in range(r)], -3)  # (H, r, r, z)
+        # Woodbury: k_CB - k_CP (I + k_PP)^-1 k_PB, per node
+        eye = torch.eye(r, dtype=k_PP.dtype, device=k_PP.device)
+        M = (eye + k_PP.movedim(-1, -3))  # (H, z, r, r)
+        sol = torch.linalg.solve(M, k_PB.movedim(-1, -2).unsqueeze(-1)).squeeze(-1)  # (..., H, z, r)
+        cp = k_CP.movedim(-1, -2)  # (c, H, z, r)
+        cp = cp.reshape(cp.shape[0], *([1] * len(batch)), *cp.shape[1:])
+        corr = (cp * sol).sum(-1)  # (c, ..., H, z)
+        Khat = (k_CB - corr) * (2 / (1 + nodes)).to(torch.complex64)
+        if even_tail:
+            Ct = C.reshape(C.shape[0], *([1] * len(batch)), *C.shape[1:])
+            tail = (dt_c * (Ct * Bb).sum(-1, keepdim=True)).real.to(Khat.dtype)  # (c, ..., H, 1)
+            Khat = torch.cat([Khat, tail], dim=-1)
+        return Khat
+
+    def kernel(self, L: int, rate: float = 1.0) -> torch.Tensor:
+        """Convolution kernel (channels, H, L) for inputs up to the current C~ length."""
+        if int(self.l_kernel) < L:
+            self._set_length(L)
+        Lk = int(self.l_kernel)
+        with torch.autocast(self.log_dt.device.type, enabled=False):
+            _, _, _, B = self.system()
+            Khat = self._generating_function(Lk, B, rate)  # (c, H, Lk//2+1)
+            return torch.fft.irfft(Khat, n=Lk)[..., :L]  # (c, H, L)
+
+    # -- the core contract ---------------------------------------------------------------------
+
+    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
+        B_, H, L = u.shape
+        if int(self.l_kernel) < L:
+            self._set_length(L)
+        k = self.kernel(L)
+        with torch.autocast(u.device.type, enabled=False):
+            if not self.causal:
+                if state is not None:
+                    raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state; call it with state=None")
+                return ops.fftconv(u, k, self.D, bidirectional=True), None
+            y = ops.fftconv(u, k[0], self.D)
+            if state is None:
+                return y, None
+            y = y + self._state_output(state, L)
+            next_state = self._next_state(state, u)
+        return y, next_state
+
+    def _state_output(self, state: torch.Tensor, L: int) -> torch.Tensor:
+        """y_t contribution 2 Re(C dA^{t+1} s), t < L: the kernel with B replaced by B' = s/dt + A s/2."""
+        dt, Lam, P, _ = self.system()
+        s = state.to(torch.complex64)  # (B, H, n)
+        As = Lam * s - torch.einsum("rhn,rbh->bhn", P, 2 * torch.einsum("rhn,bhn->rbh", P.conj(), s).real.to(s.dtype))
+        Bprime = s / dt[:, None] + As / 2  # (B, H, n)
+        Lk = int(self.l_kernel)
+        Khat = self._generating_function(Lk, Bprime)  # (c, B, H, Lk//2+1)
+        return torch.fft.irfft(Khat[0], n=Lk)[..., :L]  # (B, H, L)
+
+    def _next_state(self, state: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """x_L = dA^L s + sum_t dA^{L-1-t} dB u_t via the Krylov sequence (float64, full basis)."""
+        L = u.shape[-1]
+        dA, dB = self.dense()  # (H, 2n, 2n), (H, 2n)
+        krylov = [dB.unsqueeze(-1)]  # columns dA^j dB, j < L
+        power = dA
+        while sum(k.shape[-1] for k in krylov) < L:
+            block = torch.cat(krylov, -1)
+            krylov = [block, power @ block]
+            power = power @ power
+        K = torch.cat(krylov, -1)[..., :L]  # (H, 2n, L)
+        x = torch.einsum("hnl,bhl->bhn", K, u.flip(-1).to(K.dtype))  # (B, H, 2n)
+        x = x + torch.einsum("hnm,bhm->bhn", _matrix_power(dA, L), _full(state.to(K.dtype)))
+        return x[..., : self.d_state].to(torch.complex64)
+
+    def default_state(self, batch: int, *, device=None) -> torch.Tensor:
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state")
+        device = device if device is not None else self.log_dt.device
+        return torch.zeros(batch, self.d_model, self.d_state, dtype=torch.complex64, device=device)
+
+    def _version(self) -> tuple:
+        return tuple(p._version for p in self.parameters()) + (int(self.l_kernel),)
+
+    def setup_step(self) -> None:
+        """Precompute the O(n r) step: D_L = 1/(2/dt - Lambda), the Woodbury factor, true C."""
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
+        with torch.no_grad():
+            dt, Lam, P, B = self.system()
+            Dl = 1 / (2 / dt[:, None] - Lam)  # (H, n)
+            M = 2 * torch.einsum("rhn,hn,shn->hrs", P.conj(), Dl, P).real  # (H, r, r)
+            W = torch.linalg.inv(torch.eye(self.rank, device=M.device) + M)  # (H, r, r)
+            C = self.true_C()[0].to(torch.complex64)  # (H, n)
+            self._step_cache = (self._version(), dt, Lam, P, B, Dl, W, C, self.D.detach().clone())
+
+    def step(self, u: torch.Tensor, state: torch.Tensor):
+        """u (B, H), state (B, H, n) -> y (B, H), next state."""
+        if self._step_cache is None or self._step_cache[0] != self._version():
+            self.setup_step()
+        _, dt, Lam, P, B, Dl, W, C, D = self._step_cache
+        x = state
+        Px = 2 * torch.einsum("rhn,bhn->brh", P.conj(), x).real  # (B, r, H): P_full^* X
+        Ax = Lam * x - torch.einsum("rhn,brh->bhn", P, Px.to(x.dtype))
+        y_in = (2 / dt)[:, None] * x + Ax + 2 * B * u.unsqueeze(-1).to(x.dtype)  # (2/dt + A)x + 2Bu
+        Dy = Dl * y_in
+        coef = torch.einsum("hrs,bsh->brh", W, 2 * torch.einsum("rhn,bhn->brh", P.conj(), Dy).real)  # (B, r, H)
+        x_new = Dy - Dl * torch.einsum("rhn,brh->bhn", P, coef.to(x.dtype))
+        y = 2 * torch.einsum("hn,bhn->bh", C, x_new).real + D * u
+        return y.to(u.dtype), x_new

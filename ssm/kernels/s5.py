@@ -1,0 +1,148 @@
+"""S5 core: a MIMO diagonal SSM computed by a parallel scan (arXiv 2208.04933), and the S5-PTD
+initialisation (arXiv 2310.01698).
+
+State x in C^P' (P' = P/2 with conjugate symmetry, else P), one timestep per state:
+
+    x_t = dA x_{t-1} + dB u_t,   y_t = f Re(C x_t) + D u_t,   f = 2 with conj_sym else 1
+
+with ZOH dA = exp(Lambda dt), dB = (dA - 1)/Lambda * B (row-wise), B: (P', H), C: (H, P').
+Bidirectional: a second scan runs backwards, y = f Re(C1 x_fwd + C2 x_bwd) + D u, with two
+independently initialised C's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .. import hippo, ops
+from ..layers.base import SSMCore, check_choice
+from ..optim import set_hint
+from .diagonal import _complex, _real_param, log_uniform_dt
+
+CInit = Literal["lecun_normal", "trunc_standard_normal", "complex_normal"]
+S5Init = Literal["hippo", "ptd"]
+
+
+def _lecun_normal(rows: int, cols: int) -> torch.Tensor:
+    """Truncated normal with variance 1/cols (fan-in), as jax.nn.initializers.lecun_normal."""
+    std = math.sqrt(1.0 / cols) / 0.87962566103423978  # truncation at 2 std shrinks the variance
+    return nn.init.trunc_normal_(torch.empty(rows, cols, dtype=torch.float64), std=std, a=-2 * std, b=2 * std)
+
+
+class S5SSM(SSMCore):
+    """(B, H, L) -> (B, H, L) with a parallel scan over the state sequence."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        blocks: int = 1,
+        init: S5Init = "hippo",
+        conj_sym: bool = True,
+        C_init: CInit = "lecun_normal",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        clip_eigs: bool = False,
+        lr: float | None = 1e-3,
+        bidirectional: bool = False,
+        device=None,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        check_choice(name, "init", init, S5Init)
+        check_choice(name, "C_init", C_init, CInit)
+        if init == "ptd" and conj_sym:
+            raise ValueError(f"{name}: init='ptd' keeps full complex modes; use conj_sym=False")
+        self.d_model, self.conj_sym, self.clip_eigs = d_model, conj_sym, clip_eigs
+        self.causal = not bidirectional
+        if init == "hippo":
+            Lambda, V, V_inv = hippo.s5_init(d_state, blocks, conj_sym=conj_sym)  # (P',), (P, P'), (P', P)
+        else:
+            Lambda, V, V_inv = hippo.s5_ptd_init(d_state, blocks)
+        P = Lambda.shape[0]
+        self.d_state = P
+        self.A_real = nn.Parameter(Lambda.real.float().clone())  # (P',)
+        self.A_imag = nn.Parameter(Lambda.imag.float().clone())
+        B = _lecun_normal(d_state, d_model).to(torch.complex128)  # (P, H)
+        self.B = _real_param(V_inv @ B)  # (P', H, 2)
+        n_c = 2 if bidirectional else 1
+        Cs = []
+        for _ in range(n_c):
+            if C_init == "complex_normal":
+                C = torch.randn(d_model, P, dtype=torch.complex128) * 0.5**0.5
+            else:
+                if C_init == "lecun_normal":
+                    C = _lecun_normal(d_model, d_state).to(torch.complex128)
+                else:  # per-row lecun normal, complex
+                    C = torch.complex(_lecun_normal(d_model, d_state), _lecun_normal(d_model, d_state)) * 0.5**0.5
+                C = C @ V  # (H, P')
+            Cs.append(C)
+        self.C = _real_param(torch.stack(Cs))  # (n_c, H, P', 2)
+        self.D = nn.Parameter(torch.randn(d_model))  # (H,)
+        self.log_dt = nn.Parameter(log_uniform_dt(P, dt_min, dt_max))  # (P',): one per state
+        if lr is not None:
+            for p in (self.A_real, self.A_imag, self.B, self.log_dt):
+                set_hint(p, lr=lr, weight_decay=0.0)
+        self._step_cache = None
+        if device is not None:
+            self.to(device)
+
+    def _Lambda(self) -> torch.Tensor:
+        re = self.A_real.clamp(max=-1e-4) if self.clip_eigs else self.A_real
+        return torch.complex(re, self.A_imag)  # (P',)
+
+    def discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dA (P',), dB (P', H)) complex64, ZOH."""
+        with torch.autocast(self.log_dt.device.type, enabled=False):
+            Lam = self._Lambda()
+            dA = torch.exp(Lam * torch.exp(self.log_dt))
+            return dA, ((dA - 1) / Lam).unsqueeze(-1) * _complex(self.B)
+
+    @property
+    def _factor(self) -> float:
+        return 2.0 if self.conj_sym else 1.0
+
+    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
+        dA, dB = self.discrete()
+        C = _complex(self.C)  # (n_c, H, P')
+        with torch.autocast(u.device.type, enabled=False):
+            uc = u.to(dB.real.dtype).transpose(1, 2).to(dB.dtype)  # (B, L, H)
+            Bu = uc @ dB.transpose(0, 1)  # (B, L, P')
+            if not self.causal and state is not None:
+                raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state; call it with state=None")
+            xs = ops.scan(dA, Bu, state)  # (B, L, P')
+            y = (xs @ C[0].transpose(0, 1)).real  # (B, L, H)
+            if not self.causal:
+                y = y + (ops.scan(dA, Bu, reverse=True) @ C[1].transpose(0, 1)).real
+            y = self._factor * y.transpose(1, 2) + self.D.unsqueeze(-1) * u  # (B, H, L)
+        return y.to(u.dtype), (xs[:, -1] if state is not None else None)
+
+    def default_state(self, batch: int, *, device=None) -> torch.Tensor:
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state")
+        device = device if device is not None else self.log_dt.device
+        return torch.zeros(batch, self.d_state, dtype=torch.complex64, device=device)  # (B, P')
+
+    def _version(self) -> tuple:
+        return tuple(p._version for p in self.parameters()) + tuple(p.data_ptr() for p in self.parameters())
+
+    def setup_step(self) -> None:
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
+        with torch.no_grad():
+            dA, dB = self.discrete()
+            self._step_cache = (self._version(), dA, dB.transpose(0, 1).contiguous(), _complex(self.C)[0].transpose(0, 1).contiguous(), self.D.detach().clone())
+
+    def step(self, u: torch.Tensor, state: torch.Tensor):
+        """u (B, H), state (B, P') -> y (B, H), next state."""
+        if self._step_cache is None or self._step_cache[0] != self._version():
+            self.setup_step()
+        _, dA, dB_t, C_t, D = self._step_cache  # (P',), (H, P'), (P', H)
+        state = dA * state + u.to(dB_t.dtype) @ dB_t  # (B, P')
+        y = self._factor * (state @ C_t).real + D * u  # (B, H)
+        return y.to(u.dtype), state

@@ -1,0 +1,151 @@
+"""The layer contract and the block every SSM layer shares.
+
+Contract (every public layer):
+    y, state = layer(x, state=None)       x, y: (B, L, H); state: the recurrent state after x
+    state = layer.default_state(B)        the zero state
+    layer.setup_step()                    precompute the discrete step matrices (optional: step
+                                          calls it when the parameters changed since)
+    y_t, state = layer.step(x_t, state)   x_t, y_t: (B, H)
+so that ``forward`` on a whole sequence, ``forward`` on chunks passing the state along, and
+``step`` token by token give the same outputs.
+
+``SSMBlock`` wraps an SSM *core* (which maps ``(B, H, L) -> (B, H, L)`` and includes the D
+skip) with what S4 calls the block (arXiv 2111.00396 App. D.2; S4D arXiv 2206.11893 Sec. 4):
+activation, dropout, an output linear (GLU by default), and a ``lengths`` mask for padded
+batches. Everything outside the core is pointwise in time, so stepping it is trivial.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Activation = Literal["gelu", "silu", "relu", "tanh", "identity"]
+Final = Literal["glu", "linear", "identity"]
+
+_ACTIVATIONS = {
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "identity": lambda x: x,
+}
+
+
+def check_choice(owner: str, name: str, value, options) -> None:
+    """Validate a Literal[...] argument once, with the valid choices in the message."""
+    choices = get_args(options) if not isinstance(options, (tuple, list)) else options
+    if value not in choices:
+        raise ValueError(f"{owner}: `{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+class SSMCore(nn.Module):
+    """What a core provides; see ``SSMBlock``. Shapes use (B, H, L) inside the core."""
+
+    d_model: int
+    causal: bool = True
+    max_length: int | None = None  # longest input the core can serve, None = any
+
+    def forward(self, u: torch.Tensor, state=None):  # (B, H, L) -> (B, H, L), next state
+        raise NotImplementedError
+
+    def default_state(self, batch: int, *, device=None):
+        raise NotImplementedError
+
+    def setup_step(self) -> None:
+        raise NotImplementedError
+
+    def step(self, u: torch.Tensor, state):  # (B, H) -> (B, H), next state
+        raise NotImplementedError
+
+
+class SSMBlock(nn.Module):
+    """``y = out_linear(dropout(activation(core(x))))`` with the layer contract; (B, L, H) at the boundary."""
+
+    def __init__(
+        self,
+        core: SSMCore,
+        *,
+        activation: Activation = "gelu",
+        final: Final = "glu",
+        dropout: float = 0.0,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        check_choice(name, "activation", activation, Activation)
+        check_choice(name, "final", final, Final)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{name}: `dropout` must be in [0, 1), got {dropout}")
+        self.core = core
+        self.d_model = core.d_model
+        self.activation = activation
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        H = core.d_model
+        if final == "glu":
+            self.out = nn.Sequential(nn.Linear(H, 2 * H, device=device, dtype=dtype), nn.GLU(dim=-1))
+        elif final == "linear":
+            self.out = nn.Linear(H, H, device=device, dtype=dtype)
+        else:
+            self.out = nn.Identity()
+
+    @property
+    def causal(self) -> bool:
+        return self.core.causal
+
+    # -- input checks --------------------------------------------------------------------------
+
+    def _check(self, x: torch.Tensor, *, step: bool = False) -> None:
+        name = type(self).__name__
+        want = "(B, H)" if step else "(B, L, H)"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name}: input must be a torch.Tensor {want}, got {type(x).__name__}")
+        if x.dim() != (2 if step else 3):
+            raise ValueError(f"{name}: input must be {want} with H={self.d_model}, got shape {tuple(x.shape)}")
+        if x.shape[-1] != self.d_model:
+            raise ValueError(f"{name}: input must be {want} with H={self.d_model} channels, got shape {tuple(x.shape)}")
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"{name}: input must be a floating-point tensor, got {x.dtype}")
+        if not step:
+            limit = self.core.max_length
+            if limit is not None and x.shape[1] > limit:
+                raise ValueError(f"{name}: input length {x.shape[1]} exceeds this layer's l_max={limit}; build it with a larger l_max")
+            if x.shape[1] == 0:
+                raise ValueError(f"{name}: input must be (B, L, H) with L >= 1, got shape {tuple(x.shape)}")
+
+    def _pointwise(self, y: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(_ACTIVATIONS[self.activation](y)))
+
+    # -- the contract --------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None):
+        """``x: (B, L, H)`` -> ``(y: (B, L, H), next_state)``. ``lengths: (B,)`` masks padding."""
+        self._check(x)
+        mask = None
+        if lengths is not None:
+            if lengths.shape != (x.shape[0],):
+                raise ValueError(f"{type(self).__name__}: `lengths` must be (B,) = ({x.shape[0]},), got {tuple(lengths.shape)}")
+            mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (B, L)
+            x = x * mask.unsqueeze(-1)
+        u = x.transpose(1, 2)  # (B, H, L)
+        y, next_state = self.core(u, state)
+        y = self._pointwise(y.transpose(1, 2))  # (B, L, H)
+        if mask is not None:
+            y = y * mask.unsqueeze(-1)
+        return y, next_state
+
+    def default_state(self, batch: int, *, device=None):
+        return self.core.default_state(batch, device=device)
+
+    def setup_step(self) -> None:
+        self.core.setup_step()
+
+    def step(self, x_t: torch.Tensor, state):
+        """``x_t: (B, H)`` -> ``(y_t: (B, H), next_state)``."""
+        self._check(x_t, step=True)
+        y, state = self.core.step(x_t, state)
+        return self._pointwise(y), state

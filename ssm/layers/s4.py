@@ -1,0 +1,40 @@
+"""S4 layer (arXiv 2111.00396): DPLR core with the Cauchy kernel, in the Hurwitz form (Q = P)."""
+
+from __future__ import annotations
+
+from ..kernels.dplr import DPLRSSM
+from .base import Activation, Final, SSMBlock
+
+
+class S4(SSMBlock):
+    """S4 layer: HiPPO-LegS DPLR core (bilinear, Cauchy + Woodbury kernel) inside the common block.
+
+    ``l_max`` sets the kernel length the C~ parameter is prepared for; a longer input doubles it
+    (C~_2L = C~_L (I + dA^L)) instead of failing. Defaults follow the s4 repository's layer
+    config: d_state 64, rank 1, dt log-uniform in [1e-3, 1e-1], SSM lr 1e-3 with no weight decay,
+    GELU then GLU.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        l_max: int | None = None,
+        rank: int = 1,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        lr: float | None = 1e-3,
+        n_ssm: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        activation: Activation = "gelu",
+        final: Final = "glu",
+        device=None,
+        dtype=None,
+    ):
+        core = DPLRSSM(
+            d_model, d_state, rank=rank, dt_min=dt_min, dt_max=dt_max, lr=lr, n_ssm=n_ssm,
+            bidirectional=bidirectional, l_max=l_max, device=device,
+        )
+        super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)

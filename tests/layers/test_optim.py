@@ -1,0 +1,35 @@
+"""Optimizer hints on SSM parameters become param groups, usable by any training loop."""
+
+import pytest
+import torch
+
+import ssm
+from ssm.optim import HINT, get_hint, param_groups, set_hint
+
+
+@pytest.mark.parametrize("factory", [lambda: ssm.S4D(8, 8), lambda: ssm.S4(8, 8), lambda: ssm.S5(8, 8), lambda: ssm.S4PTD(8, 8)])
+def test_ssm_parameters_carry_hints_and_become_groups(factory):
+    layer = factory()
+    hinted = {n for n, p in layer.named_parameters() if hasattr(p, HINT)}
+    assert {"core.A_real", "core.A_imag", "core.B", "core.log_dt"} <= hinted
+    assert "core.C" not in hinted and "core.D" not in hinted
+    groups = param_groups(layer, lr=1e-2, weight_decay=0.05)
+    by_name = {n: g for g in groups for n in g["names"]}
+    assert by_name["core.log_dt"]["lr"] == 1e-3 and by_name["core.log_dt"]["weight_decay"] == 0.0
+    assert by_name["core.C"]["lr"] == 1e-2 and by_name["core.C"]["weight_decay"] == 0.05
+    assert by_name["core.D"]["weight_decay"] == 0.0  # 1-D: no decay
+    assert by_name["out.0.bias"]["weight_decay"] == 0.0
+    assert by_name["out.0.weight"]["weight_decay"] == 0.05
+    n_params = sum(len(g["params"]) for g in groups)
+    assert n_params == len(list(layer.parameters()))
+    opt = torch.optim.AdamW(groups)  # torch accepts the groups as they are
+    y, _ = layer(torch.randn(2, 16, 8))
+    y.sum().backward()
+    opt.step()
+
+
+def test_lr_none_means_no_hint_and_bad_hint_rejected():
+    layer = ssm.S4D(4, 8, lr=None)
+    assert all(get_hint(p) == {} for p in layer.parameters())
+    with pytest.raises(ValueError, match="unknown optimizer settings"):
+        set_hint(torch.nn.Parameter(torch.ones(1)), momentum=0.9)

@@ -1,0 +1,45 @@
+"""The residual backbone: shapes, heads, masking, and stepping == forward for causal stacks."""
+
+import functools
+
+import pytest
+import torch
+
+import ssm
+from ssm.models import SequenceModel
+
+
+def test_pooled_classifier_shapes_and_lengths():
+    torch.manual_seed(0)
+    model = SequenceModel(3, 5, d_model=8, n_layers=2, layer=functools.partial(ssm.S4D, d_state=8, bidirectional=True), ffn=2)
+    x = torch.randn(4, 20, 3)
+    assert model(x).shape == (4, 5)
+    lengths = torch.tensor([20, 10, 5, 1])
+    y1 = model.eval()(x, lengths=lengths)
+    x2 = x.clone()
+    x2[1, 10:] = 99.0
+    assert torch.allclose(y1, model(x2, lengths=lengths), atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", [functools.partial(ssm.S4D, d_state=8), functools.partial(ssm.S4, d_state=8), functools.partial(ssm.S5, d_state=8)])
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_causal_stack_steps_like_forward(layer, norm):
+    torch.manual_seed(0)
+    model = SequenceModel(None, 7, d_model=8, n_layers=2, layer=layer, vocab_size=11, pool="none", norm=norm, ffn=2).eval()
+    tokens = torch.randint(0, 11, (2, 15))
+    with torch.no_grad():
+        y, _ = model(tokens, model.default_state(2))
+        state = model.default_state(2)
+        steps = []
+        for t in range(15):
+            yt, state = model.step(tokens[:, t], state)
+            steps.append(yt)
+    assert ((torch.stack(steps, 1) - y).abs().max() / y.abs().max()) < 1e-4
+
+
+def test_bad_inputs():
+    model = SequenceModel(3, 2, d_model=8, n_layers=1, layer=functools.partial(ssm.S4D, d_state=8))
+    with pytest.raises(ValueError, match=r"input must be \(B, L, d_input=3\), got shape \(2, 5, 4\)"):
+        model(torch.randn(2, 5, 4))
+    with pytest.raises(ValueError, match="exactly one of `d_input`"):
+        SequenceModel(3, 2, layer=functools.partial(ssm.S4D, d_state=8), vocab_size=5)
