@@ -1,7 +1,7 @@
 """Packaging hooks that pyproject.toml cannot express.
 
-* The C++/CUDA sources in csrc/ are copied into the package (ssm/csrc) so that a wheel can
-  build the ops just in time on first use.
+* The C++/CUDA sources in csrc/ and the Hydra configs in configs/ are copied into the package
+  (ssm/csrc, ssm/configs) so that a wheel can build the ops on first use and run ssm-train.
 * ``SSM_BUILD_EXTENSION=1 pip install --no-build-isolation .`` compiles them at install time
   instead (``ssm/_C*.so``; the CUDA library too when a toolkit is found and a GPU is present or
   ``TORCH_CUDA_ARCH_LIST`` is set). Flags and source lists come from ssm/ops/_extension.py, the
@@ -27,6 +27,10 @@ class BuildPyWithSources(build_py):
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(ROOT / "csrc", target, ignore=shutil.ignore_patterns("*.md"))
+        configs = Path(self.build_lib) / "ssm" / "configs"  # ssm-train's Hydra configs
+        if configs.exists():
+            shutil.rmtree(configs)
+        shutil.copytree(ROOT / "configs", configs)
 
 
 def compiled_extensions():

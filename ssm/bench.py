@@ -273,6 +273,56 @@ def _table(records: list[Record]) -> str:
     return "\n".join(lines)
 
 
+LAYER_FACTORIES = {
+    "S4": lambda H, N: __import__("ssm").S4(H, N),
+    "S4D": lambda H, N: __import__("ssm").S4D(H, N),
+    "S4PTD": lambda H, N: __import__("ssm").S4PTD(H, N),
+    "S5": lambda H, N: __import__("ssm").S5(H, N, blocks=max(1, N // 16)),
+    "S5PTD": lambda H, N: __import__("ssm").S5PTD(H, N, blocks=max(1, N // 16)),
+}
+
+
+def bench_layers(args) -> list[dict]:
+    """Step latency at the given batch sizes and forward+backward throughput, per layer."""
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    rows = []
+    for name in args.layers.split(","):
+        torch.manual_seed(0)
+        layer = LAYER_FACTORIES[name](args.d_model, args.d_state).to(device)
+        # forward + backward throughput (training mode, no state)
+        x = torch.randn(args.batch, args.length, args.d_model, device=device, requires_grad=True)
+
+        def train_step():
+            layer.zero_grad(set_to_none=True)
+            y, _ = layer(x)
+            y.square().mean().backward()
+
+        med, iqr = _time(train_step, args.repeats, device)
+        rows.append(dict(layer=name, what=f"fwd+bwd B={args.batch} L={args.length}", median_ms=med, iqr_ms=iqr,
+                         throughput=args.batch * args.length / (med / 1e3), unit="tokens/s"))
+        print(_layer_row(rows[-1]), flush=True)
+        layer.eval()
+        with torch.no_grad():
+            layer.setup_step()
+            for batch in [int(b) for b in args.step_batches.split(",")]:
+                state = layer.default_state(batch)
+                xt = torch.randn(batch, args.d_model, device=device)
+
+                def one_step(state=state, xt=xt):
+                    return layer.step(xt, state)
+
+                med, iqr = _time(one_step, max(args.repeats, 50), device)
+                rows.append(dict(layer=name, what=f"step B={batch}", median_ms=med, iqr_ms=iqr,
+                                 throughput=batch / (med / 1e3), unit="samples/s"))
+                print(_layer_row(rows[-1]), flush=True)
+        layer.train()
+    return rows
+
+
+def _layer_row(r: dict) -> str:
+    return f"{r['layer']:8s} {r['what']:26s} {r['median_ms']:10.3f} {r['iqr_ms']:9.3f} {r['throughput']:14.0f} {r['unit']}"
+
+
 def _machine() -> dict:
     return {
         "torch": torch.__version__,
@@ -300,6 +350,17 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     k.add_argument("--cpu", action="store_true", help="benchmark on CPU even when CUDA is present")
     k.add_argument("--json", default="", help="write the records here")
+    ly = sub.add_parser("layers", help="per-layer step latency and forward+backward throughput")
+    ly.add_argument("--layers", default="S4,S4D,S4PTD,S5,S5PTD")
+    ly.add_argument("--d-model", type=int, default=256)
+    ly.add_argument("--d-state", type=int, default=64)
+    ly.add_argument("--length", type=int, default=4096)
+    ly.add_argument("--batch", type=int, default=1)
+    ly.add_argument("--step-batches", default="1,16")
+    ly.add_argument("--repeats", type=int, default=5)
+    ly.add_argument("--threads", type=int, default=0)
+    ly.add_argument("--cpu", action="store_true")
+    ly.add_argument("--json", default="")
     probe = sub.add_parser("_peak", help=argparse.SUPPRESS)
     probe.add_argument("spec")
     args = parser.parse_args(argv)
@@ -308,6 +369,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.command == "layers":
+        print(f"# {json.dumps(_machine())}\n# d_model={args.d_model} d_state={args.d_state}")
+        print(f"{'layer':8s} {'what':26s} {'median ms':>10s} {'IQR ms':>9s} {'throughput':>14s}")
+        rows = bench_layers(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": _machine(), "args": vars(args), "records": rows}, indent=1))
+            print(f"wrote {args.json}")
+        return 0
     print(f"# {json.dumps(_machine())}\n# rows={args.rows} N={args.n} pairs (d_state {2 * args.n}) L={args.length} repeats={args.repeats}")
     print(HEADER, flush=True)
     records = bench_kernels(args)

@@ -1,0 +1,82 @@
+"""``ssm-train``: instantiate, fit, test, summarise. Hydra configs live in ``configs/``.
+
+    ssm-train                                  # the default experiment
+    ssm-train experiment=NAME key=value ...     # any overlay and overrides
+    ssm-train ... ckpt_path=last                # resume the run in this output directory
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .callbacks import AtomicCheckpointIO, RunSummary
+from .module import SequenceLightningModule
+
+
+def config_dir() -> Path:
+    """``configs/``: shipped inside the package (wheel) or at the repository root (editable)."""
+    here = Path(__file__).resolve().parent.parent  # ssm/
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"ssm-train: configs/ not found next to {here}")
+
+
+def build(cfg: DictConfig):
+    """(datamodule, lightning module, trainer) from a composed config; nothing is run."""
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    task = instantiate(cfg.task)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    module = SequenceLightningModule(
+        model, task, instantiate(cfg.optimizer), scheduler, scheduler_interval=cfg.get("scheduler_interval", "step"),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks.append(RunSummary(cfg.output_dir, task.monitor, task.monitor_mode))
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
+    return datamodule, module, trainer
+
+
+def resolve_ckpt(cfg: DictConfig) -> str | None:
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, ""):
+        return None
+    if ckpt == "last":
+        path = Path(cfg.output_dir) / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path=last: no {path} yet (this output_dir has no run to resume)")
+        return str(path)
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt}: no such file")
+    return ckpt
+
+
+def train(cfg: DictConfig) -> dict:
+    L.seed_everything(cfg.seed, workers=True)
+    ckpt = resolve_ckpt(cfg)
+    datamodule, module, trainer = build(cfg)
+    # Our checkpoints hold optimizer/scheduler state that torch's weights_only loader refuses;
+    # they are the run's own files (or one the user named), so they are loaded in full.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+    results = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test", True) and not trainer.fast_dev_run:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        results.update({k: float(v) for k, v in (tested[0] if tested else {}).items()})
+    return results
+
+
+def main() -> None:
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(train)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The LightningModule that trains any backbone on any task, and ``ssm.load``.
+
+Optimizer param groups come from the parameters' hints (``ssm.optim.param_groups``) and are
+printed once as a table. The resolved Hydra config travels inside every checkpoint
+(``hyper_parameters["config"]``), so ``ssm.load(path)`` rebuilds the model from the checkpoint
+alone. A non-finite loss stops the run before the optimizer touches the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from ..optim import param_groups
+from .tasks import Task
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class SequenceLightningModule(L.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        scheduler_interval: str = "step",
+        config: dict | None = None,
+    ):
+        super().__init__()
+        self.model, self.task = model, task
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_interval = scheduler_interval
+        # only the resolved config goes into the checkpoint; the modules are rebuilt from it
+        self.save_hyperparameters({"config": config or {}})
+        for stage in ("train", "val", "test"):  # ("train" cannot be a ModuleDict key: Module.train)
+            setattr(self, f"{stage}_metrics", task.metrics().clone(prefix=f"{stage}/"))
+
+    def forward(self, x):
+        return self.model(self.task.prepare(x))
+
+    def _shared_step(self, batch, stage: str):
+        x, y = batch
+        output = self(x)
+        loss = self.task.loss(output, y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite {stage} loss ({loss.item()}) at global step {self.global_step}; the run stops here "
+                "and the last checkpoint on disk is from before this step. Lower the learning rate or check the data."
+            )
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(*self.task.metric_inputs(output.detach(), y))
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True, batch_size=len(x), sync_dist=stage != "train")
+        self.log_dict(metrics, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self._shared_step(batch, "test")
+
+    def configure_optimizers(self):
+        probe = self.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+        defaults = probe.defaults
+        groups = param_groups(self.model, lr=defaults["lr"], weight_decay=defaults.get("weight_decay", 0.0))
+        if self.global_rank == 0:
+            print(format_groups(groups))
+        optimizer = self.optimizer_factory([{k: v for k, v in g.items() if k != "names"} for g in groups])
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        config = {"scheduler": scheduler, "interval": self.scheduler_interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config.update(monitor=self.task.monitor, interval="epoch")
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def format_groups(groups: list[dict]) -> str:
+    lines = ["optimizer groups:", f"  {'params':>9s} {'tensors':>8s} {'lr':>9s} {'wd':>7s}  examples"]
+    for g in groups:
+        count = sum(p.numel() for p in g["params"])
+        examples = ", ".join(n.split(".", 1)[-1] for n in g["names"][:3]) + (" ..." if len(g["names"]) > 3 else "")
+        lines.append(f"  {count:9d} {len(g['params']):8d} {g['lr']:9.2e} {g['weight_decay']:7.3f}  {examples}")
+    return "\n".join(lines)
+
+
+def load(checkpoint_path: str | Path, *, map_location="cpu") -> nn.Module:
+    """Rebuild the model of an ``ssm-train`` checkpoint from the config stored inside it."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ssm.load: no checkpoint at {path}")
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    config = ckpt.get("hyper_parameters", {}).get("config")
+    if not config or "model" not in config:
+        raise ValueError(f"ssm.load: {path} holds no model config (was it written by ssm-train?)")
+    model = instantiate(OmegaConf.create(config)["model"])
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    return model

@@ -1,0 +1,43 @@
+"""Every experiment config composes and instantiates; bad config input fails before training."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+from ssm.train.cli import build, config_dir
+
+EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+
+
+def test_there_are_experiments():
+    assert {"marker-s4", "marker-s5", "sine-lm", "seasonal-forecast"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", [None, *EXPERIMENTS])
+def test_experiment_composes_and_instantiates(compose_cfg, name):
+    cfg = compose_cfg([f"experiment={name}"] if name else [])
+    datamodule, module, trainer = build(cfg)
+    assert module.model is not None and trainer is not None
+    assert module.hparams["config"]["model"]["_target_"] == "ssm.models.SequenceModel"
+
+
+def test_unknown_layer_names_the_choices(compose_cfg):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_cfg(["model/layer=s6"])
+    message = str(err.value)
+    assert "model/layer" in message and "s4d" in message and "s5" in message
+
+
+def test_typo_in_override_names_the_key(compose_cfg):
+    with pytest.raises(ConfigCompositionException, match="max_epoch"):
+        compose_cfg(["trainer.max_epoch=3"])
+
+
+def test_missing_checkpoint_for_resume(compose_cfg, tmp_path):
+    from ssm.train.cli import resolve_ckpt
+
+    cfg = compose_cfg(["ckpt_path=last"])
+    with pytest.raises(FileNotFoundError, match="no .*last.ckpt yet"):
+        resolve_ckpt(cfg)

@@ -1,0 +1,47 @@
+"""Short real runs on CPU: each task type end to end, learning on the default experiment,
+checkpoints that rebuild the model, and the stop on a non-finite loss."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import ssm
+from ssm.train.cli import build, train
+from ssm.train.module import NonFiniteLossError, load
+
+SMALL = ["model.d_model=16", "model.n_layers=2", "model.layer.d_state=16", "callbacks.progress=null"]
+
+
+@pytest.mark.parametrize("experiment", [None, "sine-lm", "seasonal-forecast"])
+def test_fast_dev_run_each_task_type(compose_cfg, experiment):
+    overrides = SMALL + ["debug=fast"] + ([f"experiment={experiment}"] if experiment else [])
+    results = train(compose_cfg(overrides))
+    assert results and all(v == v for v in results.values())  # finite numbers, no NaN
+
+
+def test_default_experiment_learns_and_checkpoint_rebuilds_the_model(compose_cfg, tmp_path):
+    cfg = compose_cfg(["callbacks.progress=null", "trainer.max_epochs=5", "data.dataset.size=2000"])
+    results = train(cfg)
+    assert results["test/accuracy"] > 0.5, results  # chance is 0.1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["best"] > 0.5 and summary["parameters"] > 0
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    model = load(ckpt)
+    assert isinstance(model, ssm.SequenceModel)
+    x = torch.randn(2, 256, 1)
+    _, module, _ = build(cfg)
+    state = torch.load(ckpt, weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+    assert torch.allclose(model.eval()(x), module.model.eval()(x))
+
+
+def test_non_finite_loss_stops_with_a_clear_message(compose_cfg):
+    cfg = compose_cfg(SMALL + ["trainer.max_epochs=1", "test=false"])
+    datamodule, module, trainer = build(cfg)
+    datamodule.setup()
+    datamodule.splits["train"].x[:] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="non-finite train loss"):
+        trainer.fit(module, datamodule=datamodule)
