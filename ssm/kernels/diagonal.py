@@ -102,7 +102,6 @@ class DiagonalSSM(SSMCore):
         if lr is not None:
             for p in (self.A_real, self.A_imag, self.B, self.log_dt):
                 set_hint(p, lr=lr, weight_decay=0.0)
-        self._step_cache: tuple | None = None
         if device is not None:
             self.to(device)
 
@@ -177,8 +176,6 @@ class DiagonalSSM(SSMCore):
         device = device if device is not None else self.log_dt.device
         return torch.zeros(batch, self.d_model, self.d_state, dtype=torch.complex64, device=device)  # (B, H, n)
 
-    def _version(self) -> tuple:
-        return tuple(p._version for p in self.parameters()) + tuple(p.data_ptr() for p in self.parameters())
 
     def setup_step(self) -> None:
         """Precompute dA, dB, C (each (H, n)) for ``step``."""
@@ -186,13 +183,11 @@ class DiagonalSSM(SSMCore):
             raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
         with torch.no_grad():
             log_dA, dB = self.discrete()
-            self._step_cache = (self._version(), torch.exp(log_dA), dB, _complex(self.C)[0].clone(), self.D.detach().clone())
+            self._cache_step(torch.exp(log_dA), dB, _complex(self.C)[0].clone(), self.D.detach().clone())
 
     def step(self, u: torch.Tensor, state: torch.Tensor):
         """One time step: u (B, H), state (B, H, n) -> y (B, H), next state."""
-        if self._step_cache is None or self._step_cache[0] != self._version():
-            self.setup_step()
-        _, dA, dB, C, D = self._step_cache
+        dA, dB, C, D = self._step_matrices()
         state = dA * state + dB * u.unsqueeze(-1).to(dB.dtype)  # (B, H, n)
         y = 2 * torch.einsum("hn,bhn->bh", C, state).real + D * u  # (B, H)
         return y.to(u.dtype), state

@@ -92,7 +92,6 @@ class DPLRSSM(SSMCore):
                 set_hint(p, lr=lr, weight_decay=0.0)
         # Length that C currently encodes as C~ = C (I - dA^L); 0 = C is still the plain C.
         self.register_buffer("l_kernel", torch.tensor(0), persistent=True)
-        self._step_cache = None
         if device is not None:
             self.to(device)
         if l_max is not None:
@@ -252,8 +251,6 @@ class DPLRSSM(SSMCore):
         device = device if device is not None else self.log_dt.device
         return torch.zeros(batch, self.d_model, self.d_state, dtype=torch.complex64, device=device)
 
-    def _version(self) -> tuple:
-        return tuple(p._version for p in self.parameters()) + (int(self.l_kernel),)
 
     def setup_step(self) -> None:
         """Precompute the O(n r) step: D_L = 1/(2/dt - Lambda), the Woodbury factor, true C."""
@@ -265,13 +262,11 @@ class DPLRSSM(SSMCore):
             M = 2 * torch.einsum("rhn,hn,shn->hrs", P.conj(), Dl, P).real  # (H, r, r)
             W = torch.linalg.inv(torch.eye(self.rank, device=M.device) + M)  # (H, r, r)
             C = self.true_C()[0].to(torch.complex64)  # (H, n)
-            self._step_cache = (self._version(), dt, Lam, P, B, Dl, W, C, self.D.detach().clone())
+            self._cache_step(dt, Lam, P, B, Dl, W, C, self.D.detach().clone())
 
     def step(self, u: torch.Tensor, state: torch.Tensor):
         """u (B, H), state (B, H, n) -> y (B, H), next state."""
-        if self._step_cache is None or self._step_cache[0] != self._version():
-            self.setup_step()
-        _, dt, Lam, P, B, Dl, W, C, D = self._step_cache
+        dt, Lam, P, B, Dl, W, C, D = self._step_matrices()
         x = state
         Px = 2 * torch.einsum("rhn,bhn->brh", P.conj(), x).real  # (B, r, H): P_full^* X
         Ax = Lam * x - torch.einsum("rhn,brh->bhn", P, Px.to(x.dtype))

@@ -88,7 +88,6 @@ class S5SSM(SSMCore):
         if lr is not None:
             for p in (self.A_real, self.A_imag, self.B, self.log_dt):
                 set_hint(p, lr=lr, weight_decay=0.0)
-        self._step_cache = None
         if device is not None:
             self.to(device)
 
@@ -128,21 +127,17 @@ class S5SSM(SSMCore):
         device = device if device is not None else self.log_dt.device
         return torch.zeros(batch, self.d_state, dtype=torch.complex64, device=device)  # (B, P')
 
-    def _version(self) -> tuple:
-        return tuple(p._version for p in self.parameters()) + tuple(p.data_ptr() for p in self.parameters())
 
     def setup_step(self) -> None:
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
         with torch.no_grad():
             dA, dB = self.discrete()
-            self._step_cache = (self._version(), dA, dB.transpose(0, 1).contiguous(), _complex(self.C)[0].transpose(0, 1).contiguous(), self.D.detach().clone())
+            self._cache_step(dA, dB.transpose(0, 1).contiguous(), _complex(self.C)[0].transpose(0, 1).contiguous(), self.D.detach().clone())
 
     def step(self, u: torch.Tensor, state: torch.Tensor):
         """u (B, H), state (B, P') -> y (B, H), next state."""
-        if self._step_cache is None or self._step_cache[0] != self._version():
-            self.setup_step()
-        _, dA, dB_t, C_t, D = self._step_cache  # (P',), (H, P'), (P', H)
+        dA, dB_t, C_t, D = self._step_matrices()  # (P',), (H, P'), (P', H)
         state = dA * state + u.to(dB_t.dtype) @ dB_t  # (B, P')
         y = self._factor * (state @ C_t).real + D * u  # (B, H)
         return y.to(u.dtype), state

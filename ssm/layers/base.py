@@ -61,6 +61,22 @@ class SSMCore(nn.Module):
     def step(self, u: torch.Tensor, state):  # (B, H) -> (B, H), next state
         raise NotImplementedError
 
+    # -- the step cache shared by the cores ------------------------------------------------------
+    _step_cache: tuple | None = None
+
+    def parameters_version(self) -> tuple:
+        """Changes whenever a parameter is modified in place or replaced (training, loading)."""
+        return tuple((p._version, p.data_ptr()) for p in self.parameters())
+
+    def _cache_step(self, *matrices) -> None:
+        self._step_cache = (self.parameters_version(), *matrices)
+
+    def _step_matrices(self) -> tuple:
+        """What ``setup_step`` computed, recomputed first if the parameters changed since."""
+        if self._step_cache is None or self._step_cache[0] != self.parameters_version():
+            self.setup_step()
+        return self._step_cache[1:]
+
 
 class SSMBlock(nn.Module):
     """``y = out_linear(dropout(activation(core(x))))`` with the layer contract; (B, L, H) at the boundary."""

@@ -145,3 +145,20 @@ def test_choices_are_validated():
         ssm.S4D(H, 8, init="legt")
     with pytest.raises(ValueError, match=r"`disc` must be one of 'zoh', 'bilinear'"):
         ssm.S4D(H, 8, disc="euler")
+
+
+@pytest.mark.parametrize("name", ["S4D-legs-zoh", "S4", "S5"])
+def test_step_follows_parameter_updates_after_setup(name):
+    """A stale step cache would keep stepping with the old parameters."""
+    layer = make(name)
+    layer.setup_step()
+    with torch.no_grad():
+        layer.core.log_dt.add_(0.3)  # an optimizer step would do the same, in place
+        x = torch.randn(2, 9, H)
+        y, _ = layer(x)
+        state = layer.default_state(2)
+        ys = []
+        for t in range(9):
+            yt, state = layer.step(x[:, t], state)
+            ys.append(yt)
+    assert rel(torch.stack(ys, 1), y) < 1e-4
