@@ -29,35 +29,12 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "launch.cuh"
 
 namespace ssm {
 namespace {
 
-constexpr int kWarp = 32;
-constexpr int64_t kMaxGrid = 2147483647;  // gridDim.x limit; larger task counts loop
-
-// Forward configuration.
-constexpr int kFwdThreads = 256;  // one l per thread
-constexpr int kFwdTile = 128;     // poles staged in shared memory at a time
-
-// Backward configuration.
-constexpr int kPoles = 8;                         // poles per block (blockDim.y)
-constexpr int kItems = 64;                        // l values per thread per chunk
-constexpr int64_t kChunk = int64_t(kWarp) * kItems;  // l values per chunk (2048)
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-inline unsigned grid_for(int64_t tasks) {
-  return static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(tasks, 1), kMaxGrid));
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T x) {
-  // Full-warp reduction; lane 0 ends with the total. Every lane of the warp must call it.
-#pragma unroll
-  for (int off = kWarp / 2; off > 0; off >>= 1) x += __shfl_down_sync(0xffffffffu, x, off);
-  return x;
-}
+using namespace ssm::cuda;  // launch shapes and warp helpers (launch.cuh)
 
 // v, w: (R, N) interleaved complex; z: (L,) interleaved complex; out: (R, L) interleaved complex.
 template <typename T>
