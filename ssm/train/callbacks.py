@@ -44,12 +44,18 @@ class RunSummary(L.Callback):
         self.output_dir, self.monitor, self.mode = Path(output_dir), monitor, mode
         self.epoch_seconds: list[float] = []
         self.best: float | None = None
+        self._start: float | None = None
+
+    def on_train_start(self, trainer, pl_module):
+        # a run resumed mid-epoch gets no on_train_epoch_start for that epoch
+        self._start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self.epoch_seconds.append(time.perf_counter() - self._start)
+        if self._start is not None:
+            self.epoch_seconds.append(time.perf_counter() - self._start)
 
     def on_validation_epoch_end(self, trainer, pl_module):
         value = trainer.callback_metrics.get(self.monitor)
