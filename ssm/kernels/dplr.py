@@ -205,9 +205,7 @@ class DPLRSSM(SSMCore):
 
     def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
         B_, H, L = u.shape
-        if int(self.l_kernel) < L:
-            self._set_length(L)
-        k = self.kernel(L)
+        k = self.kernel(L)  # prepares C~ for L (doubling) when L exceeds the current length
         with torch.autocast(u.device.type, enabled=False):
             if not self.causal:
                 if state is not None:

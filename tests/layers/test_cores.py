@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ssm.kernels.diagonal import DiagonalSSM
-from ssm.kernels.dplr import DPLRSSM, _full, _matrix_power
+from ssm.kernels.dplr import DPLRSSM, _full
 from ssm.kernels.s5 import S5SSM
 
 

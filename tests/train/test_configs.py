@@ -1,10 +1,8 @@
 """Every experiment config composes and instantiates; bad config input fails before training."""
 
-from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from ssm.train.cli import build, config_dir
 

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 
 def test_two_process_ddp_on_cpu(tmp_path):

@@ -2,7 +2,6 @@
 checkpoints that rebuild the model, and the stop on a non-finite loss."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
