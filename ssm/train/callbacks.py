@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +35,49 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+class RandomState(L.Callback):
+    """Saves the global random generators (torch CPU and CUDA, Python, NumPy) in every checkpoint
+    and puts them back when a run resumes, so dropout masks after a resume are the ones the
+    uninterrupted run would have drawn. (Lightning restores model, optimizer, scheduler, loops
+    and step counters, but not the generators.)
+
+    The state is applied in ``on_train_start``, after Lightning's sanity check and data setup, at
+    the same point of the random stream where the interrupted run saved it: after the step
+    that produced the checkpoint.
+    """
+
+    def __init__(self):
+        self._pending: dict | None = None
+
+    def state_dict(self) -> dict:
+        import numpy as np
+
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending = state_dict
+
+    def on_train_start(self, trainer, pl_module):
+        import numpy as np
+
+        state, self._pending = self._pending, None
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        if "cuda" in state and torch.cuda.is_available():
+            if len(state["cuda"]) != torch.cuda.device_count():
+                raise RuntimeError(
+                    f"RandomState: the checkpoint holds {len(state['cuda'])} CUDA generator states but this process "
+                    f"sees {torch.cuda.device_count()} devices; resume on the same device layout for an exact resume."
+                )
+            torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class RunSummary(L.Callback):

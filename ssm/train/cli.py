@@ -14,7 +14,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import AtomicCheckpointIO, RunSummary
+from .callbacks import AtomicCheckpointIO, RandomState, RunSummary
 from .module import SequenceLightningModule
 
 
@@ -38,7 +38,7 @@ def build(cfg: DictConfig):
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks.append(RunSummary(cfg.output_dir, task.monitor, task.monitor_mode))
+    callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode)]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     return datamodule, module, trainer

@@ -1,4 +1,13 @@
-"""LightningDataModule around any map-style dataset factory ``dataset(split=...)``."""
+"""LightningDataModule around any map-style dataset factory ``dataset(split=...)``, with data
+order that survives a kill.
+
+Exact resume needs two things from the data side: the order of an epoch must be a function of
+(seed, epoch), and a run resumed mid-epoch must continue at the first batch the killed run had
+not trained on. Lightning restarts an interrupted epoch's loader from its first batch unless
+the loader is stateful, so the train loader saves its position (epoch, batches trained) in every
+checkpoint and, restored, skips those batches. Skipping happens on the loader's own batch stream, after any sampler that
+Lightning injects (e.g. ``DistributedSampler`` under DDP), so it is right for every rank.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +15,87 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+class EpochShuffle(Sampler[int]):
+    """A random permutation of ``range(n)`` that is a pure function of (seed, epoch): every
+    iteration draws from its own fresh generator, so no other consumer of a shared generator
+    (or of the global one) can shift it."""
+
+    def __init__(self, n: int, *, seed: int, epoch: int):
+        self.n, self.seed, self.epoch = n, seed, epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+
+class ResumingLoader(DataLoader):
+    """A DataLoader that knows how far training got into its epoch, for Lightning's checkpoints.
+
+    ``state_dict()`` records (seed, epoch, batches trained), reading the count from ``position``
+    (a callable; the DataModule passes Lightning's own progress counter, which counts batches
+    whose optimizer step ran, unaffected by prefetching). ``load_state_dict`` on a loader of the
+    same epoch makes its next iteration skip that many batches, once. ``len()`` stays the full
+    epoch, which is what Lightning's progress counters expect. Skipped batches are still loaded
+    and collated (one pass over the part of the epoch already trained): that costs loading time
+    but never touches the model or the random state.
+    """
+
+    def __init__(self, *args, seed: int = 0, epoch: int = 0, position: Callable[[], int] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed, self.epoch, self.position, self.skip = seed, epoch, position, 0
+
+    def state_dict(self) -> dict:
+        done = self.position() if self.position is not None else 0
+        return {"seed": self.seed, "epoch": self.epoch, "batches_done": int(done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(
+                f"DataModule: the checkpoint was written with data seed {state['seed']}, this run has seed {self.seed}; "
+                "resuming would change the data order. Resume with the same `seed`."
+            )
+        if state.get("epoch") == self.epoch:
+            self.skip = int(state.get("batches_done", 0))
+
+    def __iter__(self):
+        if self.generator is not None:
+            # Every iterator draws a base seed (for worker seeding) from this generator, and
+            # Lightning may create an epoch's iterator more than once; reseeding keeps that draw
+            # (and everything else) a function of (seed, epoch), and off the global generator.
+            self.generator.manual_seed(epoch_seed(self.seed, self.epoch))
+        iterator = super().__iter__()
+        skip, self.skip = self.skip, 0  # one-shot: only the interrupted epoch is shortened
+        for _ in range(skip):
+            if next(iterator, None) is None:
+                break
+        return iterator
 
 
 class DataModule(L.LightningDataModule):
     """Builds the train/val/test splits from ``dataset`` (a partial taking ``split=``).
 
     ``d_input``/``d_output``/``vocab_size`` describe the data for the model config. Shuffling uses
-    a generator seeded with ``seed`` and the epoch, so data order is a function of (seed, epoch).
+    a generator seeded with ``seed`` and the epoch, so data order is a function of (seed, epoch);
+    the train loader's ``state_dict`` (saved in checkpoints by Lightning) lets a run resumed
+    mid-epoch see exactly the batches the interrupted run had not trained on yet.
     """
 
     def __init__(self, dataset: Callable, *, batch_size: int = 32, eval_batch_size: int | None = None,
                  num_workers: int = 0, seed: int = 0, d_input: int | None = None, d_output: int | None = None,
                  vocab_size: int | None = None):
         super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"DataModule: `batch_size` must be >= 1, got {batch_size}")
         self.dataset_factory, self.batch_size = dataset, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
@@ -31,11 +107,19 @@ class DataModule(L.LightningDataModule):
             if split not in self.splits:
                 self.splits[split] = self.dataset_factory(split=split)
 
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def _batches_done(self) -> int:
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
     def train_dataloader(self):
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return DataLoader(self.splits["train"], batch_size=self.batch_size, shuffle=True, generator=generator,
-                          num_workers=self.num_workers, drop_last=False)
+        epoch = self._epoch()
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        order = EpochShuffle(len(self.splits["train"]), seed=self.seed, epoch=epoch)
+        return ResumingLoader(self.splits["train"], batch_size=self.batch_size, sampler=order, generator=generator,
+                              num_workers=self.num_workers, drop_last=False, seed=self.seed, epoch=epoch,
+                              position=self._batches_done if self.trainer is not None else None)
 
     def val_dataloader(self):
         return DataLoader(self.splits["val"], batch_size=self.eval_batch_size, num_workers=self.num_workers)
