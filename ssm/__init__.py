@@ -7,8 +7,17 @@ live in :mod:`ssm.ops`.
 import logging as _logging
 
 from . import models, ops, optim
-from .layers import S4, S4D, S4PTD, S5, S5PTD
-from .models import SequenceModel
+from .layers import (
+    S4,
+    S4D,
+    S4PTD,
+    S5,
+    S5PTD,
+    ClosedLoopCompanionSSM,
+    CompanionSSM,
+    ShiftSSM,
+)
+from .models import SaShiMi, SequenceModel, SpaceTime
 
 __version__ = "0.1.0"
 
@@ -26,4 +35,21 @@ if not _log.handlers:  # one readable line for build messages unless the user co
     _log.addHandler(_handler)
     _log.propagate = False
 
-__all__ = ["load", "models", "ops", "optim", "SequenceModel", "S4", "S4D", "S4PTD", "S5", "S5PTD", "__version__"]
+__all__ = [
+    "S4",
+    "S4D",
+    "S4PTD",
+    "S5",
+    "S5PTD",
+    "ClosedLoopCompanionSSM",
+    "CompanionSSM",
+    "SaShiMi",
+    "SequenceModel",
+    "ShiftSSM",
+    "SpaceTime",
+    "__version__",
+    "load",
+    "models",
+    "ops",
+    "optim",
+]

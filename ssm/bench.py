@@ -1,6 +1,8 @@
 """``ssm-bench``: side-by-side benchmarks, printed as a table and written as JSON.
 
     ssm-bench kernels [--rows 256] [--n 32] [--length 4096] [--repeats 7] [--json out.json]
+    ssm-bench layers [--layers S4,S4D,...] [--d-model 256] [--json out.json]
+    ssm-bench generate [--batches 1,16,64] [--length 256] [--repeats 3] [--json out.json]
 
 ``kernels`` times every available backend of ``cauchy`` and ``vandermonde`` in one process, on
 the same inputs, forward and forward+backward: ``naive`` (the ``*_ref`` functions, which
@@ -8,6 +10,13 @@ materialise the (rows, N, L) tensor), ``torch`` (chunked), ``cpp``, ``keops``, `
 For each it reports the median and interquartile range of ``--repeats`` timed runs after one
 warm-up, the peak extra memory of one run, and the max relative error against a float64
 reference on the first ``--check-rows`` rows. N is the number of conjugate pairs (d_state/2).
+
+``generate`` times end-to-end ``ssm.models.generation.sample`` of the default SaShiMi (random
+weights; d_model 64, 8 layers, pool 4,4, expand 2, S4 d_state 64, 256 tokens) per batch size:
+the reference (``model.step`` once per sample, i.e. every layer's ``step``) against the fast path
+(``FastStepper``), and on CUDA also the fast path replayed from CUDA graphs. Each figure is the
+median over ``--repeats`` runs after one warm-up run, setup included; throughput is generated
+samples per second summed over the batch.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the inputs. On CPU, one run in
 a fresh subprocess whose resident set size is sampled every 0.5 ms, reported above its level
@@ -21,10 +30,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -118,9 +127,9 @@ def _peak_mb(fn: Callable[[], object], device: str) -> float:
 
 
 def _peak_mb_cpu_subprocess(op: str, mode: str, backend: str, rows: int, n: int, length: int, threads: int) -> float:
-    spec = json.dumps(dict(op=op, mode=mode, backend=backend, rows=rows, n=n, length=length, threads=threads))
+    spec = json.dumps({"op": op, "mode": mode, "backend": backend, "rows": rows, "n": n, "length": length, "threads": threads})
     env = dict(os.environ, **{MMAP_ENV: str(1 << 16)})
-    proc = subprocess.run([sys.executable, "-m", "ssm.bench", "_peak", spec], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ssm.bench", "_peak", spec], env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"memory probe failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     return float(proc.stdout.strip().splitlines()[-1])
@@ -255,7 +264,7 @@ HEADER = f"{'op':12s} {'mode':8s} {'backend':8s} {'median ms':>11s} {'IQR ms':>9
 
 
 def _row(r: Record) -> str:
-    fmt = lambda x, f: (f % x) if x is not None else "-"  # noqa: E731
+    fmt = lambda x, f: (f % x) if x is not None else "-"
     return (f"{r.op:12s} {r.mode:8s} {r.backend:8s} {fmt(r.median_ms, '%11.2f'):>11s} {fmt(r.iqr_ms, '%9.2f'):>9s} "
             f"{fmt(r.peak_extra_mb, '%9.1f'):>9s} {fmt(r.max_rel_err, '%9.1e'):>9s}  {r.status}")
 
@@ -292,14 +301,14 @@ def bench_layers(args) -> list[dict]:
         # forward + backward throughput (training mode, no state)
         x = torch.randn(args.batch, args.length, args.d_model, device=device, requires_grad=True)
 
-        def train_step():
+        def train_step(layer=layer, x=x):
             layer.zero_grad(set_to_none=True)
             y, _ = layer(x)
             y.square().mean().backward()
 
         med, iqr = _time(train_step, args.repeats, device)
-        rows.append(dict(layer=name, what=f"fwd+bwd B={args.batch} L={args.length}", median_ms=med, iqr_ms=iqr,
-                         throughput=args.batch * args.length / (med / 1e3), unit="tokens/s"))
+        rows.append({"layer": name, "what": f"fwd+bwd B={args.batch} L={args.length}", "median_ms": med, "iqr_ms": iqr,
+                     "throughput": args.batch * args.length / (med / 1e3), "unit": "tokens/s"})
         print(_layer_row(rows[-1]), flush=True)
         layer.eval()
         with torch.no_grad():
@@ -308,12 +317,12 @@ def bench_layers(args) -> list[dict]:
                 state = layer.default_state(batch)
                 xt = torch.randn(batch, args.d_model, device=device)
 
-                def one_step(state=state, xt=xt):
+                def one_step(state=state, xt=xt, layer=layer):
                     return layer.step(xt, state)
 
                 med, iqr = _time(one_step, max(args.repeats, 50), device)
-                rows.append(dict(layer=name, what=f"step B={batch}", median_ms=med, iqr_ms=iqr,
-                                 throughput=batch / (med / 1e3), unit="samples/s"))
+                rows.append({"layer": name, "what": f"step B={batch}", "median_ms": med, "iqr_ms": iqr,
+                             "throughput": batch / (med / 1e3), "unit": "samples/s"})
                 print(_layer_row(rows[-1]), flush=True)
         layer.train()
     return rows
@@ -321,6 +330,54 @@ def bench_layers(args) -> list[dict]:
 
 def _layer_row(r: dict) -> str:
     return f"{r['layer']:8s} {r['what']:26s} {r['median_ms']:10.3f} {r['iqr_ms']:9.3f} {r['throughput']:14.0f} {r['unit']}"
+
+
+def bench_generate(args) -> list[dict]:
+    """Samples/second of ``sample`` per device and batch size: reference step loop vs fast path."""
+    import functools
+
+    from .layers import S4, S4D, S5
+    from .models.generation import sample
+    from .models.sashimi import SaShiMi
+
+    layers = {"S4": S4, "S4D": S4D, "S5": S5}
+    if args.layer not in layers:
+        raise SystemExit(f"ssm-bench generate: --layer must be one of {', '.join(layers)}, got {args.layer!r}")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu else [])
+    pool = tuple(int(p) for p in args.pool.split(","))
+    rows = []
+    for device in devices:
+        torch.manual_seed(0)
+        model = SaShiMi(args.d_model, args.n_layers, pool=pool, expand=args.expand, ff=args.ff,
+                        layer=functools.partial(layers[args.layer], d_state=args.d_state), device=device).eval()
+        paths = [("reference", {"fast": False}), ("fast", {"fast": True})]
+        if args.compile:
+            paths.append(("fast+compile", {"fast": True, "compile": True}))
+        if device == "cuda":
+            paths.append(("fast+graph", {"fast": True, "cuda_graph": True}))
+        for batch in [int(b) for b in args.batches.split(",")]:
+            reference = None
+            for path, kw in paths:
+                def run(kw=kw, batch=batch, model=model, device=device):
+                    g = torch.Generator(device=device).manual_seed(0)
+                    return sample(model, batch, args.length, generator=g, **kw)
+
+                med, iqr = _time(run, args.repeats, device)
+                rate = batch * (args.length - 1) / (med / 1e3)
+                reference = rate if path == "reference" else reference
+                rows.append({"device": device, "batch": batch, "path": path, "length": args.length, "median_ms": med,
+                             "iqr_ms": iqr, "samples_per_s": rate, "speedup": rate / reference if reference else None})
+                print(_generate_row(rows[-1]), flush=True)
+    return rows
+
+
+GENERATE_HEADER = f"{'device':6s} {'batch':>5s} {'path':13s} {'median s':>9s} {'IQR s':>7s} {'samples/s':>10s} {'speed-up':>8s}"
+
+
+def _generate_row(r: dict) -> str:
+    speedup = f"{r['speedup']:7.1f}x" if r["speedup"] else "       -"
+    return (f"{r['device']:6s} {r['batch']:5d} {r['path']:13s} {r['median_ms'] / 1e3:9.3f} {r['iqr_ms'] / 1e3:7.3f} "
+            f"{r['samples_per_s']:10.0f} {speedup}")
 
 
 def _machine() -> dict:
@@ -361,6 +418,21 @@ def main(argv: list[str] | None = None) -> int:
     ly.add_argument("--threads", type=int, default=0)
     ly.add_argument("--cpu", action="store_true")
     ly.add_argument("--json", default="")
+    gen = sub.add_parser("generate", help="SaShiMi sampling: reference step loop vs fast path, samples/s")
+    gen.add_argument("--batches", default="1,16,64")
+    gen.add_argument("--length", type=int, default=256, help="tokens per sequence (the first is the start token)")
+    gen.add_argument("--repeats", type=int, default=3)
+    gen.add_argument("--d-model", type=int, default=64)
+    gen.add_argument("--n-layers", type=int, default=8)
+    gen.add_argument("--pool", default="4,4")
+    gen.add_argument("--expand", type=int, default=2)
+    gen.add_argument("--ff", type=int, default=2)
+    gen.add_argument("--layer", default="S4", help="S4, S4D or S5")
+    gen.add_argument("--d-state", type=int, default=64)
+    gen.add_argument("--compile", action="store_true", help="also time the torch.compile-d fast path (slow to build)")
+    gen.add_argument("--threads", type=int, default=0)
+    gen.add_argument("--cpu", action="store_true", help="CPU only even when CUDA is present")
+    gen.add_argument("--json", default="")
     probe = sub.add_parser("_peak", help=argparse.SUPPRESS)
     probe.add_argument("spec")
     args = parser.parse_args(argv)
@@ -369,6 +441,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.command == "generate":
+        print(f"# {json.dumps(_machine())}\n# SaShiMi d_model={args.d_model} n_layers={args.n_layers} pool={args.pool} "
+              f"expand={args.expand} ff={args.ff} layer={args.layer} d_state={args.d_state} length={args.length} "
+              f"repeats={args.repeats} (median of end-to-end sample() calls, setup included)")
+        print(GENERATE_HEADER, flush=True)
+        rows = bench_generate(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": _machine(), "args": vars(args), "records": rows}, indent=1))
+            print(f"wrote {args.json}")
+        return 0
     if args.command == "layers":
         print(f"# {json.dumps(_machine())}\n# d_model={args.d_model} d_state={args.d_state}")
         print(f"{'layer':8s} {'what':26s} {'median ms':>10s} {'IQR ms':>9s} {'throughput':>14s}")

@@ -72,16 +72,16 @@ from typing import Literal
 import torch
 
 __all__ = [
-    "MEASURES",
     "DIAG_INITS",
-    "transition",
-    "rank_correction",
-    "nplr",
+    "MEASURES",
     "diag_init",
-    "ptd_perturbation",
+    "nplr",
     "ptd",
+    "ptd_perturbation",
+    "rank_correction",
     "s5_init",
     "s5_ptd_init",
+    "transition",
 ]
 
 Measure = Literal["legs", "legt", "lagt", "fourier"]

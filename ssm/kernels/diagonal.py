@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from .. import hippo, ops
-from ..layers.base import SSMCore, check_choice
 from ..optim import set_hint
+from .base import SSMCore, check_choice
 
 Init = Literal["legs", "inv", "lin", "real"]
 Disc = Literal["zoh", "bilinear"]

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from .. import hippo, ops
-from ..layers.base import SSMCore
 from ..optim import set_hint
+from .base import SSMCore
 from .diagonal import _complex, _real_param, log_uniform_dt
 
 

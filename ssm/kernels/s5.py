@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from .. import hippo, ops
-from ..layers.base import SSMCore, check_choice
 from ..optim import set_hint
+from .base import SSMCore, check_choice
 from .diagonal import _complex, _real_param, log_uniform_dt
 
 CInit = Literal["lecun_normal", "trunc_standard_normal", "complex_normal"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..kernels.s5 import CInit, S5Init, S5SSM
+from ..kernels.s5 import S5SSM, CInit, S5Init
 from .base import Activation, Final, SSMBlock
 
 

@@ -10,7 +10,12 @@ from ._dispatch import backends
 from .cauchy import cauchy, cauchy_ref
 from .fftconv import fftconv, fftconv_ref
 from .scan import scan, scan_ref
-from .vandermonde import vandermonde, vandermonde_ref, vandermonde_transpose, vandermonde_transpose_ref
+from .vandermonde import (
+    vandermonde,
+    vandermonde_ref,
+    vandermonde_transpose,
+    vandermonde_transpose_ref,
+)
 
 __all__ = [
     "backends",

@@ -171,7 +171,7 @@ def _compile_only(**kwargs) -> None:
     """Run the same ninja build as ``cpp_extension.load`` but stop before loading the library."""
     from torch.utils import cpp_extension
 
-    cpp_extension._write_ninja_file_and_build_library(  # noqa: SLF001
+    cpp_extension._write_ninja_file_and_build_library(
         name=kwargs["name"],
         sources=kwargs["sources"],
         extra_cflags=kwargs["extra_cflags"],

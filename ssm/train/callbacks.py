@@ -135,7 +135,8 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(csv.DictReader(open(metrics_csv)))
+    with open(metrics_csv) as f:
+        rows = list(csv.DictReader(f))
     series: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
         for key, value in row.items():

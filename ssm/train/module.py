@@ -42,13 +42,21 @@ class SequenceLightningModule(L.LightningModule):
         for stage in ("train", "val", "test"):  # ("train" cannot be a ModuleDict key: Module.train)
             setattr(self, f"{stage}_metrics", task.metrics().clone(prefix=f"{stage}/"))
 
-    def forward(self, x):
-        return self.model(self.task.prepare(x))
+    def forward(self, x, lengths=None):
+        x = self.task.prepare(x)
+        return self.model(x) if lengths is None else self.model(x, lengths=lengths)
 
     def _shared_step(self, batch, stage: str):
-        x, y = batch
-        output = self(x)
+        # (x, y) or (x, y, lengths): padded batches carry their true lengths for the model's masks
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            raise ValueError(f"a batch must be (x, y) or (x, y, lengths); got {type(batch).__name__} of length "
+                             f"{len(batch) if isinstance(batch, (tuple, list)) else '?'}")
+        x, y, lengths = (*batch, None) if len(batch) == 2 else batch
+        output = self(x, lengths)
         loss = self.task.loss(output, y)
+        aux_loss = getattr(self.model, "aux_loss", None)
+        if callable(aux_loss) and stage == "train":  # model-specific extra objectives (e.g. SpaceTime's)
+            loss = loss + aux_loss()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite {stage} loss ({loss.item()}) at global step {self.global_step}; the run stops here "

@@ -76,13 +76,16 @@ class LanguageModel(Task):
 class Forecasting(Task):
     monitor, monitor_mode = "val/mse", "min"
 
-    def __init__(self, horizon: int):
+    def __init__(self, horizon: int, pad_horizon: bool = True):
         super().__init__()
-        self.horizon = horizon
+        self.horizon, self.pad_horizon = horizon, pad_horizon
 
     def prepare(self, x):
-        """Append ``horizon`` zero steps: the model's outputs there are the forecast (as S4 does
-        for the Informer benchmarks)."""
+        """With ``pad_horizon``, append ``horizon`` zero steps: the model's outputs there are the
+        forecast (as S4 does for the Informer benchmarks). Without it the model maps the lag window
+        to the forecast itself (SpaceTime)."""
+        if not self.pad_horizon:
+            return x
         return torch.cat([x, x.new_zeros(x.shape[0], self.horizon, *x.shape[2:])], dim=1)
 
     def _tail(self, output):  # per-step outputs (B, L, D): the last `horizon` steps predict the horizon

@@ -1,0 +1,52 @@
+"""What every SSM core provides (the contract ``ssm.layers.SSMBlock`` wraps), its step cache, and
+the one validator for ``Literal`` choices. Lives below the layers so cores never import them."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import torch
+from torch import nn
+
+
+def check_choice(owner: str, name: str, value, options) -> None:
+    """Validate a Literal[...] argument once, with the valid choices in the message."""
+    choices = get_args(options) if not isinstance(options, (tuple, list)) else options
+    if value not in choices:
+        raise ValueError(f"{owner}: `{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+class SSMCore(nn.Module):
+    """What a core provides; see ``SSMBlock``. Shapes use (B, H, L) inside the core."""
+
+    d_model: int
+    causal: bool = True
+    max_length: int | None = None  # longest input the core can serve, None = any
+
+    def forward(self, u: torch.Tensor, state=None):  # (B, H, L) -> (B, H, L), next state
+        raise NotImplementedError
+
+    def default_state(self, batch: int, *, device=None):
+        raise NotImplementedError
+
+    def setup_step(self) -> None:
+        raise NotImplementedError
+
+    def step(self, u: torch.Tensor, state):  # (B, H) -> (B, H), next state
+        raise NotImplementedError
+
+    # -- the step cache shared by the cores ------------------------------------------------------
+    _step_cache: tuple | None = None
+
+    def parameters_version(self) -> tuple:
+        """Changes whenever a parameter is modified in place or replaced (training, loading)."""
+        return tuple((p._version, p.data_ptr()) for p in self.parameters())
+
+    def _cache_step(self, *matrices) -> None:
+        self._step_cache = (self.parameters_version(), *matrices)
+
+    def _step_matrices(self) -> tuple:
+        """What ``setup_step`` computed, recomputed first if the parameters changed since."""
+        if self._step_cache is None or self._step_cache[0] != self.parameters_version():
+            self.setup_step()
+        return self._step_cache[1:]
