@@ -16,6 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import AtomicCheckpointIO, RandomState, RunSummary
 from .module import SequenceLightningModule
+from .pretraining import load_pretrained, pretrain_d_input, pretrain_d_output, pretrain_vocab
+
+# arithmetic the pretraining configs need (OmegaConf has none); registered once per process
+for _name, _fn in {"ssm.pretrain_d_input": pretrain_d_input, "ssm.pretrain_vocab": pretrain_vocab,
+                   "ssm.pretrain_d_output": pretrain_d_output}.items():
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
 
 
 def config_dir() -> Path:
@@ -31,6 +38,11 @@ def build(cfg: DictConfig):
     """(datamodule, lightning module, trainer) from a composed config; nothing is run."""
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
+    if cfg.get("pretrained"):  # fine-tuning: start from a self-pretrained backbone
+        report = load_pretrained(model, cfg.pretrained)
+        print(f"pretrained: loaded {len(report['loaded'])} backbone tensors from {cfg.pretrained}"
+              f"{' (mask entries dropped from ' + ', '.join(report['trimmed']) + ')' if report['trimmed'] else ''}; "
+              f"head left at its initialisation: {', '.join(report['head'])}")
     task = instantiate(cfg.task)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = SequenceLightningModule(

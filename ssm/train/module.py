@@ -37,6 +37,9 @@ class SequenceLightningModule(L.LightningModule):
         self.model, self.task = model, task
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
+        check_model = getattr(task, "check_model", None)
+        if callable(check_model):  # e.g. a causal objective refuses a bidirectional model
+            check_model(model)
         # only the resolved config goes into the checkpoint; the modules are rebuilt from it
         self.save_hyperparameters({"config": config or {}})
         for stage in ("train", "val", "test"):  # ("train" cannot be a ModuleDict key: Module.train)
@@ -52,6 +55,9 @@ class SequenceLightningModule(L.LightningModule):
             raise ValueError(f"a batch must be (x, y) or (x, y, lengths); got {type(batch).__name__} of length "
                              f"{len(batch) if isinstance(batch, (tuple, list)) else '?'}")
         x, y, lengths = (*batch, None) if len(batch) == 2 else batch
+        pretext = getattr(self.task, "pretext", None)
+        if callable(pretext):  # self-supervised tasks build (inputs, target) from the inputs alone
+            x, y = pretext(x, lengths)
         output = self(x, lengths)
         loss = self.task.loss(output, y)
         aux_loss = getattr(self.model, "aux_loss", None)

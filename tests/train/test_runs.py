@@ -20,6 +20,16 @@ def test_fast_dev_run_each_task_type(compose_cfg, experiment):
     assert results and all(v == v for v in results.values())  # finite numbers, no NaN
 
 
+@pytest.mark.parametrize("overrides", [
+    ["experiment=ar-spacetime", "model.d_model=8", "model.d_state=8", "model.n_kernels=2"],  # aux-loss model
+    SMALL + ["task=pretrain"],  # masked self-pretraining
+    SMALL + ["experiment=sine-lm", "task=pretrain", "task.objective=causal", "task.mask_prob=0"],
+])
+def test_fast_dev_run_other_objectives(compose_cfg, overrides):
+    results = train(compose_cfg(["debug=fast", "callbacks.progress=null", *overrides]))
+    assert results and all(torch.isfinite(torch.tensor(v)) for v in results.values())
+
+
 def test_default_experiment_learns_and_checkpoint_rebuilds_the_model(compose_cfg, tmp_path):
     cfg = compose_cfg(["callbacks.progress=null", "trainer.max_epochs=5", "data.dataset.size=2000"])
     results = train(cfg)
