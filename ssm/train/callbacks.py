@@ -123,10 +123,11 @@ class RunSummary(L.Callback):
         }
         (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
         print("run summary: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
-        logger = trainer.logger
-        log_dir = Path(logger.log_dir) if logger is not None and getattr(logger, "log_dir", None) else None
-        if log_dir is not None and (log_dir / "metrics.csv").is_file():
-            plot_learning_curve(log_dir / "metrics.csv", self.output_dir / "learning_curve.png")
+        for logger in trainer.loggers:  # the CSV logger's file, whichever position it has
+            log_dir = getattr(logger, "log_dir", None)
+            if log_dir and (Path(log_dir) / "metrics.csv").is_file():
+                plot_learning_curve(Path(log_dir) / "metrics.csv", self.output_dir / "learning_curve.png")
+                break
 
 
 def plot_learning_curve(metrics_csv: Path, out_png: Path) -> None:

@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import AtomicCheckpointIO, RandomState, RunSummary
+from .loggers import instantiate_loggers
 from .module import SequenceLightningModule
 from .pretraining import load_pretrained, pretrain_d_input, pretrain_d_output, pretrain_vocab
 
@@ -51,7 +52,7 @@ def build(cfg: DictConfig):
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode)]
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = instantiate_loggers(cfg.get("logger")) or False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     return datamodule, module, trainer
 
