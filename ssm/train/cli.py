@@ -14,9 +14,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import AtomicCheckpointIO, RandomState, RunSummary
+from .callbacks import AtomicCheckpointIO, ForecastPlot, RandomState, RunSummary
 from .loggers import instantiate_loggers
 from .module import SequenceLightningModule
+from .tasks import Forecasting
 from .pretraining import load_pretrained, pretrain_d_input, pretrain_d_output, pretrain_vocab
 
 # arithmetic the pretraining configs need (OmegaConf has none); registered once per process
@@ -52,6 +53,8 @@ def build(cfg: DictConfig):
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode)]
+    if isinstance(task, Forecasting):
+        callbacks.append(ForecastPlot(cfg.output_dir, task.horizon))
     logger = instantiate_loggers(cfg.get("logger")) or False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     return datamodule, module, trainer

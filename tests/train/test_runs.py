@@ -14,10 +14,14 @@ SMALL = ["model.d_model=16", "model.n_layers=2", "model.layer.d_state=16", "call
 
 
 @pytest.mark.parametrize("experiment", [None, "sine-lm", "seasonal-forecast"])
-def test_fast_dev_run_each_task_type(compose_cfg, experiment):
+def test_fast_dev_run_each_task_type(compose_cfg, tmp_path, experiment):
     overrides = SMALL + ["debug=fast"] + ([f"experiment={experiment}"] if experiment else [])
     results = train(compose_cfg(overrides))
-    assert results and all(v == v for v in results.values())  # finite numbers, no NaN
+    assert results and all(torch.isfinite(torch.tensor(v)) for v in results.values())
+    # forecasting runs end with a plot of lag window, truth and forecast
+    assert (tmp_path / "forecast.png").is_file() == (experiment == "seasonal-forecast")
+    if experiment == "seasonal-forecast":
+        assert (tmp_path / "forecast.png").stat().st_size > 5000
 
 
 @pytest.mark.parametrize("overrides", [
