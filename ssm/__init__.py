@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 def load(checkpoint_path, *, map_location="cpu"):
     """Rebuild the model of an ``ssm-train`` checkpoint from the config stored inside it."""
-    from .train.module import load as _load  # Lightning/Hydra only when asked for
+    from .train.loading import load as _load  # Hydra only when asked for; never Lightning
 
     return _load(checkpoint_path, map_location=map_location)
 

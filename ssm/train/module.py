@@ -9,13 +9,13 @@ alone. A non-finite loss stops the run before the optimizer touches the weights.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import lightning as L
 import torch
 from torch import nn
 
 from ..optim import param_groups
+from .loading import load  # noqa: F401  (ssm.train.module.load stays importable)
 from .tasks import Task
 
 
@@ -107,20 +107,3 @@ def format_groups(groups: list[dict]) -> str:
         lines.append(f"  {count:9d} {len(g['params']):8d} {g['lr']:9.2e} {g['weight_decay']:7.3f}  {examples}")
     return "\n".join(lines)
 
-
-def load(checkpoint_path: str | Path, *, map_location="cpu") -> nn.Module:
-    """Rebuild the model of an ``ssm-train`` checkpoint from the config stored inside it."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ssm.load: no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    config = ckpt.get("hyper_parameters", {}).get("config")
-    if not config or "model" not in config:
-        raise ValueError(f"ssm.load: {path} holds no model config (was it written by ssm-train?)")
-    model = instantiate(OmegaConf.create(config)["model"])
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
-    return model
