@@ -17,8 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from .callbacks import AtomicCheckpointIO, ForecastPlot, RandomState, RunSummary
 from .loggers import instantiate_loggers
 from .module import SequenceLightningModule
+from .pretraining import (
+    load_pretrained,
+    pretrain_d_input,
+    pretrain_d_output,
+    pretrain_vocab,
+)
 from .tasks import Forecasting
-from .pretraining import load_pretrained, pretrain_d_input, pretrain_d_output, pretrain_vocab
 
 # arithmetic the pretraining configs need (OmegaConf has none); registered once per process
 for _name, _fn in {"ssm.pretrain_d_input": pretrain_d_input, "ssm.pretrain_vocab": pretrain_vocab,

@@ -4,6 +4,11 @@
 - ``LanguageModel``: next-token cross-entropy with a ``vocab``-way softmax on per-step outputs;
   NLL reported in bits per token (the audio-LM metric of SaShiMi, arXiv 2202.09729).
 - ``Forecasting``: MSE loss on the last ``horizon`` outputs; MSE and MAE.
+- ``TailClassification``: cross-entropy on the last ``n_steps`` per-step outputs, one class per
+  step; per-step accuracy (copying, Arjovsky et al., arXiv 1511.06464; selective copying, Mamba,
+  arXiv 2312.00752).
+- ``Regression``: MSE on a pooled output against a real target; MSE and MAE (the adding problem,
+  Le et al., arXiv 1504.00941).
 Metrics go through torchmetrics so they aggregate correctly over batches and processes.
 """
 
@@ -99,3 +104,64 @@ class Forecasting(Task):
 
     def metric_inputs(self, output, target):
         return self._tail(output).reshape(-1), target.reshape(-1)
+
+
+class TailClassification(Task):
+    """One ``n_classes``-way prediction on each of the last ``n_steps`` steps of a per-step output.
+
+    ``output`` (B, L, n_classes) from a model with ``pool="none"``, ``target`` (B, n_steps) class ids;
+    the loss is the cross-entropy averaged over the B * n_steps predictions, and ``accuracy`` is
+    the fraction of those predictions that are right.
+    """
+
+    monitor, monitor_mode = "val/accuracy", "max"
+
+    def __init__(self, n_classes: int, n_steps: int):
+        super().__init__()
+        if n_classes < 2 or n_steps < 1:
+            raise ValueError(f"TailClassification: need `n_classes` >= 2 and `n_steps` >= 1, got {n_classes}, {n_steps}")
+        self.n_classes, self.n_steps = n_classes, n_steps
+
+    def _tail(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if output.dim() != 3 or output.shape[1] < self.n_steps or output.shape[2] != self.n_classes:
+            raise ValueError(f"TailClassification: `output` must be per-step logits (B, L >= n_steps={self.n_steps}, "
+                             f"n_classes={self.n_classes}) (a model with pool='none'), got shape {tuple(output.shape)}")
+        if target.shape != (output.shape[0], self.n_steps):
+            raise ValueError(f"TailClassification: `target` must be (B, n_steps) = ({output.shape[0]}, {self.n_steps}), "
+                             f"got shape {tuple(target.shape)}")
+        logits = output[:, -self.n_steps :].reshape(-1, self.n_classes)  # (B * n_steps, C)
+        return logits, target.reshape(-1)  # (B * n_steps,)
+
+    def loss(self, output, target):
+        return F.cross_entropy(*self._tail(output, target))
+
+    def metrics(self):
+        return torchmetrics.MetricCollection({"accuracy": torchmetrics.Accuracy(task="multiclass", num_classes=self.n_classes)})
+
+    def metric_inputs(self, output, target):
+        return self._tail(output, target)
+
+
+class Regression(Task):
+    """MSE between a pooled output and a real target: ``output`` (B, D) with ``target`` (B, D), or
+    ``output`` (B, 1) with a scalar-per-example ``target`` (B,)."""
+
+    monitor, monitor_mode = "val/mse", "min"
+
+    def _pair(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if output.dim() == target.dim() + 1 and output.shape[-1] == 1:
+            output = output.squeeze(-1)  # (B, 1) -> (B,)
+        if output.shape != target.shape:
+            raise ValueError(f"Regression: `output` {tuple(output.shape)} does not match `target` {tuple(target.shape)}; "
+                             "expected equal shapes, or (B, 1) against (B,) (a pooled model with d_output=1)")
+        return output, target.to(output.dtype)
+
+    def loss(self, output, target):
+        return F.mse_loss(*self._pair(output, target))
+
+    def metrics(self):
+        return torchmetrics.MetricCollection({"mse": torchmetrics.MeanSquaredError(), "mae": torchmetrics.MeanAbsoluteError()})
+
+    def metric_inputs(self, output, target):
+        prediction, target = self._pair(output, target)
+        return prediction.reshape(-1), target.reshape(-1)
