@@ -1,5 +1,8 @@
-"""Every experiment config composes and instantiates; bad config input fails before training."""
+"""Every experiment config composes and instantiates; the docs name only experiments that exist; bad
+config input fails before training."""
 
+import re
+from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
@@ -20,6 +23,21 @@ def test_experiment_composes_and_instantiates(compose_cfg, name):
     _, module, trainer = build(cfg)  # data files are only read in setup(), so file-based data composes too
     assert module.model is not None and trainer is not None
     assert module.hparams["config"]["model"]["_target_"].startswith("ssm.models.")
+
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = [REPO / "README.md", *sorted((REPO / "experiments").rglob("README.md"))]
+# in commands, `experiment=lra/s4-listops`, or in tables, `lra/s4-listops` in backticks; a name followed
+# by `{` or `<` is a pattern such as lra/{s4,s5}-x, skipped
+NAMED = re.compile(r"experiment=([\w/.-]+)(?![\w{<])|`((?:lra|audio|forecasting)/[\w.-]+)`")
+
+
+def test_docs_name_only_existing_experiments():
+    named = {(doc.relative_to(REPO), a or b) for doc in DOCS for a, b in NAMED.findall(doc.read_text())}
+    named = {(doc, m) for doc, m in named if not m.endswith(("/", "-"))}
+    assert len(named) > 40, named  # the READMEs do name experiments: the pattern still matches them
+    missing = sorted((str(doc), name) for doc, name in named if name not in EXPERIMENTS)
+    assert not missing, f"docs name experiments with no configs/experiment/<name>.yaml: {missing}"
 
 
 def test_unknown_layer_names_the_choices(compose_cfg):
