@@ -16,7 +16,9 @@ weights; d_model 64, 8 layers, pool 4,4, expand 2, S4 d_state 64, 256 tokens) pe
 the reference (``model.step`` once per sample, i.e. every layer's ``step``) against the fast path
 (``FastStepper``), and on CUDA also the fast path replayed from CUDA graphs. Each figure is the
 median over ``--repeats`` runs after one warm-up run, setup included; throughput is generated
-samples per second summed over the batch.
+samples per second summed over the batch. ``setup s`` is the median time of building the stepper
+alone (what ``sample`` does once per call before the first step), and ``steady/s`` the
+throughput with it taken out: what a long generation approaches.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the inputs. On CPU, one run in
 a fresh subprocess whose resident set size is sampled every 0.5 ms, reported above its level
@@ -337,7 +339,7 @@ def bench_generate(args) -> list[dict]:
     import functools
 
     from .layers import S4, S4D, S5
-    from .models.generation import sample
+    from .models.generation import FastStepper, _ReferenceStepper, sample
     from .models.sashimi import SaShiMi
 
     layers = {"S4": S4, "S4D": S4D, "S5": S5}
@@ -362,22 +364,37 @@ def bench_generate(args) -> list[dict]:
                     g = torch.Generator(device=device).manual_seed(0)
                     return sample(model, batch, args.length, generator=g, **kw)
 
+                def setup(kw=kw, batch=batch, model=model):  # the stepper construction inside sample()
+                    with torch.inference_mode():
+                        if kw["fast"]:
+                            return FastStepper(model, batch, compile=kw.get("compile", False),
+                                               cuda_graph=kw.get("cuda_graph", False))
+                        return _ReferenceStepper(model, batch)
+
                 med, iqr = _time(run, args.repeats, device)
+                setup_ms, _ = _time(setup, args.repeats, device)
                 rate = batch * (args.length - 1) / (med / 1e3)
-                reference = rate if path == "reference" else reference
+                steady = batch * (args.length - 1) / (max(med - setup_ms, 1e-9) / 1e3)
+                reference = (rate, steady) if path == "reference" else reference
                 rows.append({"device": device, "batch": batch, "path": path, "length": args.length, "median_ms": med,
-                             "iqr_ms": iqr, "samples_per_s": rate, "speedup": rate / reference if reference else None})
+                             "iqr_ms": iqr, "samples_per_s": rate, "speedup": rate / reference[0] if reference else None,
+                             "setup_ms": setup_ms, "steady_samples_per_s": steady,
+                             "steady_speedup": steady / reference[1] if reference else None})
                 print(_generate_row(rows[-1]), flush=True)
     return rows
 
 
-GENERATE_HEADER = f"{'device':6s} {'batch':>5s} {'path':13s} {'median s':>9s} {'IQR s':>7s} {'samples/s':>10s} {'speed-up':>8s}"
+GENERATE_HEADER = (f"{'device':6s} {'batch':>5s} {'path':13s} {'median s':>9s} {'IQR s':>7s} {'samples/s':>10s} "
+                   f"{'speed-up':>8s} {'setup s':>8s} {'steady/s':>9s} {'speed-up':>8s}")
 
 
 def _generate_row(r: dict) -> str:
-    speedup = f"{r['speedup']:7.1f}x" if r["speedup"] else "       -"
+    def x(v):
+        return f"{v:7.1f}x" if v else "       -"
+
     return (f"{r['device']:6s} {r['batch']:5d} {r['path']:13s} {r['median_ms'] / 1e3:9.3f} {r['iqr_ms'] / 1e3:7.3f} "
-            f"{r['samples_per_s']:10.0f} {speedup}")
+            f"{r['samples_per_s']:10.0f} {x(r['speedup'])} {r['setup_ms'] / 1e3:8.3f} {r['steady_samples_per_s']:9.0f} "
+            f"{x(r['steady_speedup'])}")
 
 
 def _machine() -> dict:

@@ -72,7 +72,30 @@ def _normalise(a: torch.Tensor, order: int) -> torch.Tensor:
     return a / torch.linalg.vector_norm(a, ord=order, dim=-1, keepdim=True).clamp_min(1e-8)
 
 
-class CompanionCore(SSMCore):
+class _CompanionParams:
+    """What the open- and closed-loop companion modules share: checked settings, the (a, b, c) draw
+    and the expansion of per-kernel tensors to channels."""
+
+    def _configure(self, d_model: int, d_state: int, n_kernels: int | None, norm_order, method) -> None:
+        name = type(self).__name__
+        check_choice(name, "norm_order", norm_order, NormOrder)
+        check_choice(name, "method", method, Method)
+        n_kernels = _groups(name, d_model, d_state, n_kernels)
+        self.d_model, self.d_state, self.n_kernels = d_model, d_state, n_kernels
+        self.norm_order, self.method = norm_order, method
+        self._init_abc(n_kernels, d_state)
+
+    def _init_abc(self, n: int, d: int) -> None:
+        self.a = nn.Parameter(torch.randn(n, d))  # (n_kernels, d): the last column of A
+        self.b = nn.Parameter(torch.randn(n, d) / math.sqrt(d))
+        self.c = nn.Parameter(torch.randn(n, d) / math.sqrt(d))
+
+    def _per_channel(self, *ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        g = self.d_model // self.n_kernels
+        return tuple(t.repeat_interleave(g, dim=0) for t in ts)  # (H, ...)
+
+
+class CompanionCore(_CompanionParams, SSMCore):
     """The companion SSM on (B, H, L) tensors, with the core contract of ``ssm.layers.base``."""
 
     def __init__(
@@ -88,13 +111,7 @@ class CompanionCore(SSMCore):
         device=None,
     ):
         super().__init__()
-        name = type(self).__name__
-        check_choice(name, "norm_order", norm_order, NormOrder)
-        check_choice(name, "method", method, Method)
-        n_kernels = _groups(name, d_model, d_state, n_kernels)
-        self.d_model, self.d_state, self.n_kernels = d_model, d_state, n_kernels
-        self.norm_order, self.method = norm_order, method
-        self._init_abc(n_kernels, d_state)
+        self._configure(d_model, d_state, n_kernels, norm_order, method)
         self.D = nn.Parameter(torch.ones(d_model)) if skip else None  # (H,)
         for p in (self.a, self.b):
             if isinstance(p, nn.Parameter):
@@ -102,20 +119,11 @@ class CompanionCore(SSMCore):
         if device is not None:
             self.to(device)
 
-    def _init_abc(self, n: int, d: int) -> None:
-        self.a = nn.Parameter(torch.randn(n, d))  # (n_kernels, d): the last column of A
-        self.b = nn.Parameter(torch.randn(n, d) / math.sqrt(d))
-        self.c = nn.Parameter(torch.randn(n, d) / math.sqrt(d))
-
     # -- parameters -> system --------------------------------------------------------------------
 
     def system(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(a, b, c), each (n_kernels, d) float32, a normalised."""
         return _normalise(self.a.float(), self.norm_order), self.b.float(), self.c.float()
-
-    def _per_channel(self, *ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        g = self.d_model // self.n_kernels
-        return tuple(t.repeat_interleave(g, dim=0) for t in ts)  # (H, ...)
 
     def kernel(self, L: int) -> torch.Tensor:
         """Convolution kernel (H, L)."""
@@ -272,7 +280,7 @@ class ClosedLoopOutput(NamedTuple):
     next_input: torch.Tensor | None  # (B, L, H): k^T x_t over the lag window, predicts u_{t+1}
 
 
-class ClosedLoopCompanionSSM(nn.Module):
+class ClosedLoopCompanionSSM(_CompanionParams, nn.Module):
     """Closed-loop companion SSM, SpaceTime's decoder: ``x: (B, L, H)``, ``horizon`` -> forecasts.
 
     With x_t the state after the input u_t (x_{-1} = 0): the forecast is
@@ -294,16 +302,8 @@ class ClosedLoopCompanionSSM(nn.Module):
         device=None,
     ):
         super().__init__()
-        name = type(self).__name__
-        check_choice(name, "norm_order", norm_order, NormOrder)
-        check_choice(name, "method", method, Method)
-        n_kernels = _groups(name, d_model, d_state, n_kernels)
-        self.d_model, self.d_state, self.n_kernels = d_model, d_state, n_kernels
-        self.norm_order, self.method = norm_order, method
-        self.a = nn.Parameter(torch.randn(n_kernels, d_state))  # (n_kernels, d)
-        self.b = nn.Parameter(torch.randn(n_kernels, d_state) / math.sqrt(d_state))
-        self.c = nn.Parameter(torch.randn(n_kernels, d_state) / math.sqrt(d_state))
-        self.k = nn.Parameter(torch.zeros(n_kernels, d_state))
+        self._configure(d_model, d_state, n_kernels, norm_order, method)
+        self.k = nn.Parameter(torch.zeros(self.n_kernels, d_state))
         for p in (self.a, self.b, self.k):
             set_hint(p, lr=lr, weight_decay=0.0)
         if device is not None:
@@ -312,10 +312,6 @@ class ClosedLoopCompanionSSM(nn.Module):
     def system(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(a, b, c, k), each (n_kernels, d) float32, a normalised; used by every path."""
         return _normalise(self.a.float(), self.norm_order), self.b.float(), self.c.float(), self.k.float()
-
-    def _per_channel(self, *ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        g = self.d_model // self.n_kernels
-        return tuple(t.repeat_interleave(g, dim=0) for t in ts)  # (H, ...)
 
     def forward(self, x: torch.Tensor, horizon: int, *, open_loop: bool = False) -> ClosedLoopOutput:
         name = type(self).__name__

@@ -367,3 +367,23 @@ def test_compiled_fast_step_equals_eager():
         y_eager, _ = fast_all(model, x, chunk=4)
         y_compiled, _ = fast_all(model, x, chunk=4, compile=True)
     assert_close(y_compiled, y_eager, torch.float32, "compiled vs eager fast step", factor=5)
+
+
+def test_bench_generate_rows(tmp_path):
+    """`ssm-bench generate` on a tiny SaShiMi: one row per path and batch, the speed-ups relative to
+    the reference row, the setup time inside the end-to-end time, and the JSON written."""
+    import json
+
+    from ssm.bench import main
+
+    out = tmp_path / "gen.json"
+    assert main(["generate", "--batches", "1,2", "--length", "9", "--repeats", "1", "--d-model", "8",
+                 "--n-layers", "1", "--pool", "2", "--d-state", "4", "--cpu", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["records"]
+    assert [(r["batch"], r["path"]) for r in rows] == [(1, "reference"), (1, "fast"), (2, "reference"), (2, "fast")]
+    for ref, fast in (rows[0:2], rows[2:4]):
+        assert ref["speedup"] == 1.0 and ref["steady_speedup"] == 1.0
+        assert fast["speedup"] == pytest.approx(fast["samples_per_s"] / ref["samples_per_s"])
+        assert fast["steady_speedup"] == pytest.approx(fast["steady_samples_per_s"] / ref["steady_samples_per_s"])
+        for r in (ref, fast):
+            assert 0 < r["setup_ms"] and r["samples_per_s"] == pytest.approx(r["batch"] * 8 / (r["median_ms"] / 1e3))
