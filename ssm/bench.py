@@ -339,7 +339,7 @@ def bench_generate(args) -> list[dict]:
     import functools
 
     from .layers import S4, S4D, S5
-    from .models.generation import FastStepper, _ReferenceStepper, sample
+    from .models.generation import make_stepper, sample
     from .models.sashimi import SaShiMi
 
     layers = {"S4": S4, "S4D": S4D, "S5": S5}
@@ -364,12 +364,9 @@ def bench_generate(args) -> list[dict]:
                     g = torch.Generator(device=device).manual_seed(0)
                     return sample(model, batch, args.length, generator=g, **kw)
 
-                def setup(kw=kw, batch=batch, model=model):  # the stepper construction inside sample()
+                def setup(kw=kw, batch=batch, model=model):  # what sample() builds before its first step
                     with torch.inference_mode():
-                        if kw["fast"]:
-                            return FastStepper(model, batch, compile=kw.get("compile", False),
-                                               cuda_graph=kw.get("cuda_graph", False))
-                        return _ReferenceStepper(model, batch)
+                        return make_stepper(model, batch, **kw)
 
                 med, iqr = _time(run, args.repeats, device)
                 setup_ms, _ = _time(setup, args.repeats, device)

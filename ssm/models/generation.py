@@ -638,6 +638,17 @@ class _ReferenceStepper:
         return y
 
 
+def make_stepper(model: nn.Module, batch: int, *, fast: bool = True, compile: bool = False, cuda_graph: bool = False,
+                 state=None):
+    """The stepper ``sample`` uses, ready to step from ``state`` (None = zeros): ``FastStepper``
+    when ``fast``, else ``model.step`` once per sample. Call under ``torch.inference_mode``."""
+    if not fast:
+        return _ReferenceStepper(model, batch, state)
+    stepper = FastStepper(model, batch, compile=compile, cuda_graph=cuda_graph)
+    stepper.reset(state)
+    return stepper
+
+
 def sample(
     model: nn.Module,
     n_samples: int,
@@ -720,11 +731,7 @@ def sample(
             if isinstance(model, SaShiMi) and P - 1 >= period:
                 done = (P - 1) // period * period
                 _, state = model(tokens[:, :done], model.default_state(n_samples))
-            if fast:
-                stepper = FastStepper(model, n_samples, compile=compile, cuda_graph=cuda_graph)
-                stepper.reset(state)
-            else:
-                stepper = _ReferenceStepper(model, n_samples, state)
+            stepper = make_stepper(model, n_samples, fast=fast, compile=compile, cuda_graph=cuda_graph, state=state)
             for t in range(done, P):
                 logits = stepper.step(tokens[:, t])
             ll = torch.zeros(n_samples, dtype=torch.float64, device=device)
