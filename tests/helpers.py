@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 
 import pytest
@@ -62,3 +64,35 @@ def stable_poles(*shape, dtype=torch.complex128, generator=None) -> torch.Tensor
 
 def crandn(*shape, dtype=torch.complex128, generator=None) -> torch.Tensor:
     return torch.randn(*shape, dtype=dtype, generator=generator)
+
+
+class LogRecords(logging.Handler):
+    """Every record one logger handles, with caplog's ``records`` and ``text``."""
+
+    def __init__(self):
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}" for r in self.records)
+
+
+@contextlib.contextmanager
+def capture_log(name: str, level: int = logging.INFO):
+    """Catch the records of logger ``name`` (an ``ssm.*`` one) at ``level`` and above with a handler of
+    its own. The package's ``ssm`` logger does not propagate to the root, and whether pytest's caplog
+    reaches such a logger differs between pytest versions (9.2 attaches to it, 9.0 does not), so
+    adding ``caplog.handler`` counts records once or twice depending on the version."""
+    logger, handler = logging.getLogger(name), LogRecords()
+    old = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)

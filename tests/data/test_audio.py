@@ -10,7 +10,7 @@ import wave
 
 import pytest
 import torch
-from helpers import assert_close
+from helpers import assert_close, capture_log
 
 from ssm.data.audio import (
     DIGITS,
@@ -36,15 +36,10 @@ from ssm.data.audio.__main__ import main as audio_cli
 
 
 @pytest.fixture
-def audio_log(caplog):
-    """caplog for ``ssm.data.audio`` at INFO (the package's ``ssm`` logger does not propagate)."""
-    logger = logging.getLogger("ssm.data.audio")
-    level = logger.level
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.INFO)
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.setLevel(level)
+def audio_log():
+    """The records of ``ssm.data.audio`` at INFO and above (``helpers.capture_log``)."""
+    with capture_log("ssm.data.audio") as records:
+        yield records
 
 
 def _stdlib_pcm(path, ints: torch.Tensor, rate: int, bits: int):

@@ -3,12 +3,12 @@ likelihood, refusal of non-causal models, prompt continuation with resampling/do
 errors that name the bad argument."""
 
 import json
-import logging
 import math
 import subprocess
 
 import pytest
 import torch
+from helpers import capture_log
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -50,13 +50,10 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture
-def generate_log(caplog):
-    """caplog for ``ssm.generate`` (the package's ``ssm`` logger does not propagate to the root)."""
-    logger = logging.getLogger("ssm.generate")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="ssm.generate")
-    yield caplog
-    logger.removeHandler(caplog.handler)
+def generate_log():
+    """The records of ``ssm.generate`` at INFO and above (``helpers.capture_log``)."""
+    with capture_log("ssm.generate") as records:
+        yield records
 
 
 def _codes(path):
