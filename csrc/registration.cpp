@@ -15,4 +15,15 @@ TORCH_LIBRARY(ssm, m) {
   // S[r, n] = sum_l u[r,l] exp(x[r,n] l);  T[r, n] = sum_l u[r,l] l exp(x[r,n] l) if weighted,
   // else T is empty. The building block of the Vandermonde backward and transpose.
   m.def("vandermonde_sums(Tensor u, Tensor x, bool weighted) -> (Tensor, Tensor)");
+  // The depth-sequential part of one SaShiMi tier's generation step (CPU only; see
+  // csrc/cpu/residual_chain_cpu.cpp). kinds[j]: 0 feed-forward, 1 per-channel SSM, 2 S5;
+  // activation: 0 identity, 1 gelu, 2 silu, 3 relu, 4 tanh; final: 0 none, 1 linear, 2 GLU.
+  // Writes each SSM layer's input into us[i]; returns the new x.
+  m.def("residual_chain(Tensor x, Tensor[] params, Tensor[] ys, Tensor(a!)[] us, int[] kinds, float[] eps, "
+        "int activation, int final, Tensor(b!)[] collect, Tensor[] add) -> Tensor");
+  // The chunked state bank of per-channel SSM layers at generation time (CPU only; layouts in
+  // csrc/cpu/siso_bank_cpu.cpp). begin: Acc[j, q] = Re(F_q E^j X) for the chunk's steps;
+  // end(j): push step j's psi into the later steps, or (j = T-1) advance X by the whole chunk.
+  m.def("siso_bank_begin(Tensor FT, Tensor X, Tensor(a!) Acc) -> ()");
+  m.def("siso_bank_end(Tensor(a!) X, Tensor(b!) Acc, Tensor Kd, Tensor U, Tensor ETr, Tensor ETi, int j) -> ()");
 }

@@ -14,8 +14,11 @@ reference on the first ``--check-rows`` rows. N is the number of conjugate pairs
 ``generate`` times end-to-end ``ssm.models.generation.sample`` of the default SaShiMi (random
 weights; d_model 64, 8 layers, pool 4,4, expand 2, S4 d_state 64, 256 tokens) per batch size:
 the reference (``model.step`` once per sample, i.e. every layer's ``step``) against the fast path
-(``FastStepper``), and on CUDA also the fast path replayed from CUDA graphs. Each figure is the
-median over ``--repeats`` runs after one warm-up run, setup included; throughput is generated
+(``FastStepper``, with its fused C++ residual chain and state banks on CPU; ``fast-torch``
+is the same stepper with ``backend="torch"``, the PyTorch reference versions of both), and on CUDA also the fast path
+replayed from CUDA graphs. Each figure is the
+median over ``--repeats`` runs after one warm-up run, setup included, the paths taking turns
+run by run (a drift in the machine's speed then hits them alike); throughput is generated
 samples per second summed over the batch. ``setup s`` is the median time of building the stepper
 alone (what ``sample`` does once per call before the first step), and ``steady/s`` the
 throughput with it taken out: what a long generation approaches.
@@ -113,6 +116,27 @@ def _time(fn: Callable[[], object], repeats: int, device: str) -> tuple[float, f
         times.append((time.perf_counter() - start) * 1e3)
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return statistics.median(times), q[2] - q[0]
+
+
+def _time_interleaved(fns: list[Callable[[], object]], repeats: int, device: str) -> list[tuple[float, float]]:
+    """``_time`` for several functions in round robin (one warm-up each, then ``repeats`` rounds of
+    one run each), so that a machine whose speed drifts over minutes slows them all alike and
+    their ratios stay side by side."""
+    for fn in fns:
+        fn()
+    _sync(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            ts.append((time.perf_counter() - start) * 1e3)
+    out = []
+    for ts in times:
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        out.append((statistics.median(ts), q[2] - q[0]))
+    return out
 
 
 def _peak_mb(fn: Callable[[], object], device: str) -> float:
@@ -353,23 +377,27 @@ def bench_generate(args) -> list[dict]:
         model = SaShiMi(args.d_model, args.n_layers, pool=pool, expand=args.expand, ff=args.ff,
                         layer=functools.partial(layers[args.layer], d_state=args.d_state), device=device).eval()
         paths = [("reference", {"fast": False}), ("fast", {"fast": True})]
+        if device == "cpu":  # the fast path with its PyTorch chain and banks instead of the fused C++ ops
+            paths.insert(1, ("fast-torch", {"fast": True, "backend": "torch"}))
         if args.compile:
             paths.append(("fast+compile", {"fast": True, "compile": True}))
         if device == "cuda":
             paths.append(("fast+graph", {"fast": True, "cuda_graph": True}))
         for batch in [int(b) for b in args.batches.split(",")]:
+            def run(kw, batch=batch, model=model, device=device):
+                g = torch.Generator(device=device).manual_seed(0)
+                return sample(model, batch, args.length, generator=g, **kw)
+
+            def setup(kw, batch=batch, model=model):  # what sample() builds before its first step
+                with torch.inference_mode():
+                    return make_stepper(model, batch, **kw)
+
+            # every path and its setup in round robin, so the ratios are side by side
+            fns = [functools.partial(f, kw) for _, kw in paths for f in (run, setup)]
+            timed = _time_interleaved(fns, args.repeats, device)
             reference = None
-            for path, kw in paths:
-                def run(kw=kw, batch=batch, model=model, device=device):
-                    g = torch.Generator(device=device).manual_seed(0)
-                    return sample(model, batch, args.length, generator=g, **kw)
-
-                def setup(kw=kw, batch=batch, model=model):  # what sample() builds before its first step
-                    with torch.inference_mode():
-                        return make_stepper(model, batch, **kw)
-
-                med, iqr = _time(run, args.repeats, device)
-                setup_ms, _ = _time(setup, args.repeats, device)
+            for k, (path, kw) in enumerate(paths):
+                (med, iqr), (setup_ms, _) = timed[2 * k], timed[2 * k + 1]
                 rate = batch * (args.length - 1) / (med / 1e3)
                 steady = batch * (args.length - 1) / (max(med - setup_ms, 1e-9) / 1e3)
                 reference = (rate, steady) if path == "reference" else reference

@@ -13,6 +13,11 @@ the same function with far fewer operations:
   Re(F E^j X0) for the whole chunk, each step adds the feedback of the chunk's earlier steps with
   m ``addcmul_``, and the state is written once per chunk (``_SisoBank``). Only the per-channel
   ``d * u`` stays in the chain;
+- on CPU, each tier's depth-sequential chain (layer norms, skip terms, activations, output
+  linears, feed-forward blocks: about seven ATen calls per block) is one call of the compiled op
+  ``ssm.residual_chain``, and the S4/S4D/S4-PTD bank's chunk work is done by ``ssm.siso_bank_begin``
+  / ``_end`` (``backend="auto"`` or ``"cpp"``); ``backend="torch"`` runs the PyTorch versions,
+  which are the reference the compiled ones are tested against;
 - states, pooling buffers, queues and logits are preallocated and updated in place;
 - parameters are pre-transposed for ``addmm``; everything runs under ``torch.inference_mode``,
   on CPU with oneDNN switched off for the step (its per-call setup dominates small GELUs);
@@ -43,6 +48,7 @@ from ..kernels.diagonal import DiagonalSSM
 from ..kernels.dplr import DPLRSSM
 from ..kernels.s5 import S5SSM
 from ..layers.base import _ACTIVATIONS, SSMBlock
+from ..ops import _dispatch
 from .sashimi import FeedForward, Residual, SaShiMi, SaShiMiState, TierState
 
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
@@ -130,11 +136,16 @@ class _SisoBank:
     psi_hat_s is pushed into every later row of ``Acc`` with m ``addcmul_`` (tiny batched GEMMs
     cost far more per matrix on CPU; this layout keeps those pushes contiguous, and costs one
     transposing copy each way per chunk). T = 1 is the plain per-step update.
+
+    ``fused=True`` does the same three things with the compiled CPU ops ``ssm.siso_bank_begin``
+    and ``ssm.siso_bank_end`` (csrc/cpu/siso_bank_cpu.cpp): one pass over the rows per call, each
+    row's small products done while its state block is in L1, no transposing copies; the ATen
+    calls here are their reference.
     """
 
     siso = True
 
-    def __init__(self, cores, batch: int, dtype, device, chunk: int):
+    def __init__(self, cores, batch: int, dtype, device, chunk: int, fused: bool = False):
         forms = [_siso_form(c) for c in cores]
         K, (H, m, n) = len(cores), forms[0][1].shape
         T, KH, cdt = chunk, len(cores) * forms[0][1].shape[0], _COMPLEX[dtype]
@@ -153,27 +164,35 @@ class _SisoBank:
         self.FTr = torch.cat([FE.real, -FE.imag], -1).reshape(KH, T * m, 2 * n)  # row j*m+q
         UE = Pw[:T].flip(0).permute(1, 2, 0).unsqueeze(-1) * Uw.transpose(1, 2).unsqueeze(2)  # (KH, n, T, m)
         self.Ur = torch.cat([UE.real, UE.imag], 1).reshape(KH, 2 * n, T * m)  # column s*m+p: E^(T-1-s) U_p
-        # Kp[p][d]: (m, KH, 1) coefficients of psi_hat_s[p] in psi_{s+1+d}
-        Kd = Kd.to(device=device, dtype=dtype).unsqueeze(-1)  # (T-1, m, m, KH, 1)
-        self.Kp = [Kd[:, p_] for p_ in range(m)]  # m x (T-1, m, KH, 1)
-        # E^T expanded over the batch: broadcasting along the short last dimension (B) measured
-        # about 1.6x slower on CPU than the plain elementwise rotation
-        ET = Pw[T].unsqueeze(-1).expand(-1, -1, batch)  # (KH, n, B)
-        self.ETr, self.ETi = ET.real.contiguous(), ET.imag.contiguous()
+        self.fused = fused  # torch.ops.ssm.siso_bank_begin / _end instead of the ATen calls below
+        real = {"device": device, "dtype": dtype}
+        Kd = Kd.to(**real).contiguous()  # (T-1, m_p, m_q, KH): coefficient of psi_hat_s[p] in psi_{s+1+d}[q]
+        if fused:
+            self.Kd, self.ETr, self.ETi = Kd, Pw[T].real.contiguous(), Pw[T].imag.contiguous()  # E^T: (KH, n)
+        else:
+            self.Kp = [Kd[:, p_].unsqueeze(-1) for p_ in range(m)]  # m x (T-1, m, KH, 1)
+            # E^T expanded over the batch: broadcasting along the short last dimension (B)
+            # measured about 1.6x slower on CPU than the plain elementwise rotation
+            ET = Pw[T].unsqueeze(-1).expand(-1, -1, batch)  # (KH, n, B)
+            self.ETr, self.ETi = ET.real.contiguous(), ET.imag.contiguous()
         self.E, self.U = Pw[1].unsqueeze(-1), Uw.transpose(1, 2).contiguous()  # for export
         self.deff = [f[3].to(device=device, dtype=dtype) for f in forms]  # K x (H,)
-        real = {"device": device, "dtype": dtype}
         self.Xr = torch.zeros(KH, 2 * n, batch, **real)  # the state at the start of the chunk
         self.Acc = torch.zeros(T, m, KH, batch, **real)
-        self.Ab = torch.zeros(KH, T * m, batch, **real)  # Acc batch-first: the bmm's output, the baddbmm's input
-        self.tmp = [torch.zeros(KH, n, batch, **real) for _ in range(2)]
+        if not fused:  # the PyTorch path's work buffers
+            self.Ab = torch.zeros(KH, T * m, batch, **real)  # Acc batch-first: the bmm's output, the baddbmm's input
+            self.tmp = [torch.zeros(KH, n, batch, **real) for _ in range(2)]
         last = self.Acc[:, m - 1].view(T, K, H, batch)  # (T, K, H, B)
         # per chunk position j: y's state part for layer i, and the slot its input u goes to
         # (same memory: u overwrites it once y is formed)
         self.slots = [[(v, v) for v in (last[j, i].t() for i in range(K))] for j in range(T)]  # T x K x (B, H)
+        self.slot_lists = [([y for y, _ in row], [u for _, u in row]) for row in self.slots]  # for the fused chain
 
     def begin(self) -> list:
         if self.j == 0:
+            if self.fused:
+                torch.ops.ssm.siso_bank_begin(self.FTr, self.Xr, self.Acc)
+                return self.slots[0]
             T, m, KH, B = self.Acc.shape
             torch.bmm(self.FTr, self.Xr, out=self.Ab)  # Re(F E^j X0)
             self.Acc.view(T * m, KH, B).copy_(self.Ab.transpose(0, 1))
@@ -181,6 +200,10 @@ class _SisoBank:
 
     def end(self) -> None:
         j, T = self.j, self.T
+        if self.fused:
+            torch.ops.ssm.siso_bank_end(self.Xr, self.Acc, self.Kd, self.Ur, self.ETr, self.ETi, j)
+            self.j = j + 1 if j + 1 < T else 0
+            return
         if j + 1 < T:  # push psi_hat_j into the later steps of the chunk
             future = self.Acc[j + 1:]  # (T-1-j, m, KH, B)
             for p_, Kp in enumerate(self.Kp):
@@ -205,7 +228,7 @@ class _SisoBank:
             t.zero_()
 
     def tensors(self) -> list[torch.Tensor]:
-        return [self.Xr, self.Acc, self.Ab, *self.tmp]
+        return [self.Xr, self.Acc] if self.fused else [self.Xr, self.Acc, self.Ab, *self.tmp]
 
     def load(self, states: list[torch.Tensor]) -> None:
         self.j = 0
@@ -231,7 +254,7 @@ class _MimoBank:
 
     siso = False
 
-    def __init__(self, cores, batch: int, dtype, device, chunk: int):
+    def __init__(self, cores, batch: int, dtype, device, chunk: int, fused: bool = False):
         forms = [_mimo_form(c) for c in cores]
         K = len(cores)
         P, H = forms[0][1].shape
@@ -247,6 +270,7 @@ class _MimoBank:
         self.U = torch.zeros(K, batch, H, dtype=dtype, device=device)
         self.sy, self.u = list(self.Y.unbind(0)), list(self.U.unbind(0))
         self.slots = list(zip(self.sy, self.u))
+        self.j, self.slot_lists = 0, [(self.sy, self.u)]  # the same slots at every step
 
     def begin(self) -> list:
         torch.bmm(self.Xr, self.Cr, out=self.Y)  # (K, B, H)
@@ -290,6 +314,29 @@ def _bank_for(blocks: list[Residual]):
     return None
 
 
+def _fused_chain_reason(model: SaShiMi, device: torch.device, dtype: torch.dtype, compile: bool) -> str | None:
+    """Why the compiled ``ssm.residual_chain`` cannot run this stepper's tiers, or None."""
+    if device.type != "cpu":
+        return f"the fused residual chain is CPU-only (the model is on {device})"
+    if compile:
+        return "compile=True traces the Python chain"
+    acts = {b.f.activation for b in model.modules() if isinstance(b, Residual) and isinstance(b.f, SSMBlock)}
+    if not acts <= set(_CHAIN_ACT):
+        return f"activation {sorted(acts - set(_CHAIN_ACT))} has no fused kernel"
+    return _dispatch.compiled("cpu", "cpu", [torch.empty(0, dtype=dtype, device=device)],
+                              dtypes=(torch.float32, torch.float64))
+
+
+def _always(*args) -> None:
+    return None
+
+
+# codes of torch.ops.ssm.residual_chain (csrc/registration.cpp)
+_CHAIN_KIND = {True: 1, False: 2}  # per-channel bank / S5 bank
+_CHAIN_ACT = {"identity": 0, "gelu": 1, "silu": 2, "relu": 3, "tanh": 4}
+_CHAIN_FINAL = {"identity": 0, "linear": 1, "glu": 2}
+
+
 def _t(w: torch.Tensor, dtype, device) -> torch.Tensor:
     return w.detach().to(device=device, dtype=dtype).contiguous()
 
@@ -299,10 +346,10 @@ class _FastTier:
 
     fast = True
 
-    def __init__(self, blocks: list[Residual], batch: int, dtype, device, compile: bool, chunk: int):
+    def __init__(self, blocks: list[Residual], batch: int, dtype, device, compile: bool, chunk: int, fused: bool):
         bank_cls = _bank_for(blocks)
         ssm_layers = [b.f for b in blocks if b.stateful]
-        self.bank = bank_cls([m.core for m in ssm_layers], batch, dtype, device, chunk)
+        self.bank = bank_cls([m.core for m in ssm_layers], batch, dtype, device, chunk, fused)
         first = ssm_layers[0]
         self.act = _ACTIVATIONS[first.activation]
         self.final = "glu" if isinstance(first.out, nn.Sequential) else "linear" if isinstance(first.out, nn.Linear) else "identity"
@@ -320,6 +367,19 @@ class _FastTier:
                 self.plan.append((False, *norm, _t(f.fc1.weight.t(), dtype, device), _t(f.fc1.bias, dtype, device),
                                   _t(f.fc2.weight.t(), dtype, device), _t(f.fc2.bias, dtype, device)))
         self.chain = torch.compile(self._chain, dynamic=False) if compile else self._chain
+        self.fused = None
+        if fused:  # the same plan, flattened for torch.ops.ssm.residual_chain
+            params, kinds, eps = [], [], []
+            for ssm, _shape, w, b, e, a1, a2, a3, a4 in self.plan:
+                eps.append(e)
+                if ssm:
+                    kinds.append(_CHAIN_KIND[self.bank.siso])
+                    empty = w.new_empty(0)
+                    params += [w, b, a2, empty if a3 is None else a3, empty if a4 is None else a4]
+                else:
+                    kinds.append(0)
+                    params += [w, b, a1, a2, a3, a4]
+            self.fused = (params, kinds, eps, _CHAIN_ACT[first.activation], _CHAIN_FINAL[self.final])
 
     def _chain(self, x: torch.Tensor, slots, collect, add) -> torch.Tensor:
         """The depth-sequential part; ``slots[i] = (y_state, u_slot)`` views of layer i's bank rows."""
@@ -347,7 +407,12 @@ class _FastTier:
 
     def run(self, x: torch.Tensor, collect=None, add=None) -> torch.Tensor:
         slots = self.bank.begin()
-        x = self.chain(x, slots, collect, add)
+        if self.fused is not None:
+            params, kinds, eps, act, final = self.fused
+            ys, us = self.bank.slot_lists[self.bank.j]
+            x = torch.ops.ssm.residual_chain(x, params, ys, us, kinds, eps, act, final, collect or [], add or [])
+        else:
+            x = self.chain(x, slots, collect, add)
         self.bank.end()
         return x
 
@@ -367,7 +432,7 @@ class _ModuleTier:
 
     fast = False
 
-    def __init__(self, blocks: list[Residual], batch: int, dtype, device, compile: bool, chunk: int):
+    def __init__(self, blocks: list[Residual], batch: int, dtype, device, compile: bool, chunk: int, fused: bool):
         self.blocks, self.batch, self.device, self.dtype = blocks, batch, device, dtype
         self.module_dtype = blocks[0].norm.weight.dtype
         self.states = [b.default_state(batch, device=device) for b in blocks]
@@ -392,12 +457,12 @@ class _ModuleTier:
         return list(self.states)
 
 
-def _tier(blocks, batch, dtype, device, compile, chunk):
+def _tier(blocks, batch, dtype, device, compile, chunk, fused):
     blocks = list(blocks)
     if not blocks:
         return None
     cls = _FastTier if _bank_for(blocks) is not None else _ModuleTier
-    return cls(blocks, batch, dtype, device, compile, chunk)
+    return cls(blocks, batch, dtype, device, compile, chunk, fused)
 
 
 # ---- the whole stack --------------------------------------------------------------------------------
@@ -418,11 +483,14 @@ class FastStepper:
     2 CPU cores: ~70 s to compile for ~10% faster steps); ``cuda_graph`` (CUDA only, every tier on
     the batched path) captures one graph per phase t mod prod(pool) and replays it (it forces
     chunk=1 so that a phase fixes all control flow). The CUDA-graph path is written for, but was
-    not run on, a GPU.
+    not run on, a GPU. ``backend``: ``"auto"`` uses the compiled CPU ops (``ssm.residual_chain``,
+    ``ssm.siso_bank_*``) when the model is on CPU, ``compile`` is off and the compiled library is
+    loaded, else the PyTorch path; ``"cpp"`` insists on the compiled ops (and says why it cannot);
+    ``"torch"`` is the PyTorch path. ``SSM_BACKEND`` applies as for the other ops.
     """
 
     def __init__(self, model: SaShiMi, batch: int, *, dtype: torch.dtype = torch.float32, chunk: int = 8,
-                 compile: bool = False, cuda_graph: bool = False):
+                 compile: bool = False, cuda_graph: bool = False, backend: str = "auto"):
         if not isinstance(model, SaShiMi):
             raise TypeError(f"FastStepper: `model` must be a SaShiMi, got {type(model).__name__}")
         if not model.causal:
@@ -439,6 +507,9 @@ class FastStepper:
             raise ValueError(f"FastStepper: cuda_graph=True needs a model on a CUDA device, got {device}")
         self.model, self.batch, self.dtype, self.device = model, batch, dtype, device
         self.unet, self.period = model.unet, model.period
+        self.backend = _dispatch.choose("FastStepper", backend, {"cpp": _fused_chain_reason, "torch": _always},
+                                        model, device, dtype, compile)
+        fused = self.backend == "cpp"
         kw = {"dtype": dtype, "device": device}
         with torch.inference_mode():
             model.setup_step()
@@ -452,8 +523,8 @@ class FastStepper:
                 nb = len(tier.down)
                 spec = SimpleNamespace(
                     p=p, H=H, stride=stride,
-                    down=_tier(tier.down, batch, dtype, device, compile, chunk),
-                    up=_tier(tier.up, batch, dtype, device, compile, chunk),
+                    down=_tier(tier.down, batch, dtype, device, compile, chunk, fused),
+                    up=_tier(tier.up, batch, dtype, device, compile, chunk, fused),
                     Wd=_t(tier.down_pool.linear.weight.t(), **kw), bd=_t(tier.down_pool.linear.bias, **kw),
                     Wu=_t(tier.up_pool.linear.weight.t(), **kw), bu=_t(tier.up_pool.linear.bias, **kw),
                     buf=torch.zeros(batch, p, H, **kw), queue=torch.zeros(batch, p, H, **kw),
@@ -464,7 +535,7 @@ class FastStepper:
                     spec.add = spec.skips[-2::-1]  # the up path takes the skips back in reverse
                 self.tiers.append(spec)
                 stride *= p
-            self.center = _tier(model.center, batch, dtype, device, compile, chunk)
+            self.center = _tier(model.center, batch, dtype, device, compile, chunk, fused)
             self.ln = (_t(model.norm.weight, **kw), _t(model.norm.bias, **kw), model.norm.eps, (model.d_model,))
             self.W_dec, self.b_dec = _t(model.decoder.weight.t(), **kw), _t(model.decoder.bias, **kw)
             self.out = torch.zeros(batch, model.d_output, **kw)
@@ -639,12 +710,12 @@ class _ReferenceStepper:
 
 
 def make_stepper(model: nn.Module, batch: int, *, fast: bool = True, compile: bool = False, cuda_graph: bool = False,
-                 state=None):
+                 backend: str = "auto", state=None):
     """The stepper ``sample`` uses, ready to step from ``state`` (None = zeros): ``FastStepper``
     when ``fast``, else ``model.step`` once per sample. Call under ``torch.inference_mode``."""
     if not fast:
         return _ReferenceStepper(model, batch, state)
-    stepper = FastStepper(model, batch, compile=compile, cuda_graph=cuda_graph)
+    stepper = FastStepper(model, batch, compile=compile, cuda_graph=cuda_graph, backend=backend)
     stepper.reset(state)
     return stepper
 
@@ -662,6 +733,7 @@ def sample(
     fast: bool = True,
     compile: bool = False,
     cuda_graph: bool = False,
+    backend: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample token sequences autoregressively -> ``(tokens (B, length) int64, log_likelihood (B,) float64)``.
@@ -676,7 +748,9 @@ def sample(
     ``model``: a causal model with token inputs and the stepping contract (``SaShiMi``, or a
     ``SequenceModel`` with ``pool='none'`` for ``fast=False``); its ``d_output`` logits index the
     vocabulary. ``fast=True`` steps with ``FastStepper`` (SaShiMi only); ``fast=False`` calls
-    ``model.step`` per sample (the reference). A SaShiMi prompt runs through the convolutional
+    ``model.step`` per sample (the reference). ``backend`` picks ``FastStepper``'s residual chain
+    (``"auto"``: the fused C++ op on CPU when the compiled library is there, else ``"torch"``,
+    the Python chain). A SaShiMi prompt runs through the convolutional
     forward for its largest multiple of prod(pool) strictly before the last prompt token and is
     stepped for the rest. ``generator`` drives every draw, so both paths give the same samples.
     ``progress(t, length)`` is called after each position. The model is put in eval mode for
@@ -731,7 +805,8 @@ def sample(
             if isinstance(model, SaShiMi) and P - 1 >= period:
                 done = (P - 1) // period * period
                 _, state = model(tokens[:, :done], model.default_state(n_samples))
-            stepper = make_stepper(model, n_samples, fast=fast, compile=compile, cuda_graph=cuda_graph, state=state)
+            stepper = make_stepper(model, n_samples, fast=fast, compile=compile, cuda_graph=cuda_graph, backend=backend,
+                                   state=state)
             for t in range(done, P):
                 logits = stepper.step(tokens[:, t])
             ll = torch.zeros(n_samples, dtype=torch.float64, device=device)

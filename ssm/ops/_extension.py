@@ -42,7 +42,8 @@ log = logging.getLogger("ssm")
 
 Library = Literal["cpu", "cuda"]
 
-CPU_SOURCES = ["registration.cpp", "cpu/cauchy_cpu.cpp", "cpu/vandermonde_cpu.cpp"]
+CPU_SOURCES = ["registration.cpp", "cpu/cauchy_cpu.cpp", "cpu/vandermonde_cpu.cpp", "cpu/residual_chain_cpu.cpp",
+               "cpu/siso_bank_cpu.cpp"]
 CUDA_SOURCES = ["cuda/cauchy_cuda.cu", "cuda/vandermonde_cuda.cu"]
 
 # -O3 without -ffast-math: fast-math would let the compiler assume no NaN/Inf, and NaN in must

@@ -47,6 +47,19 @@ def register() -> None:
     def _(u, x, weighted):
         return torch.empty_like(x), (torch.empty_like(x) if weighted else x.new_empty(0))
 
+    # generation-time ops (inference only: no autograd)
+    @torch.library.register_fake("ssm::residual_chain")
+    def _(x, params, ys, us, kinds, eps, activation, final, collect, add):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("ssm::siso_bank_begin")
+    def _(FT, X, Acc):
+        return None
+
+    @torch.library.register_fake("ssm::siso_bank_end")
+    def _(X, Acc, Kd, U, ETr, ETi, j):
+        return None
+
     # -- autograd ------------------------------------------------------------------------------
     def cauchy_setup(ctx, inputs, output):
         ctx.save_for_backward(*inputs)

@@ -126,7 +126,8 @@ def test_forward_with_state_matches_stepping_and_chunks(layer, unet):
 
 @pytest.mark.parametrize("layer", ["S4", "S4D", "S4PTD", "S5", "S4-rank2", "delay"])
 @pytest.mark.parametrize("chunk", [1, 3, 8])
-def test_fast_step_equals_reference_step(layer, chunk):
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_fast_step_equals_reference_step(layer, chunk, backend):
     model = make(layer, n_layers=2, unet=(layer == "S4-rank2"))
     with torch.no_grad():  # larger dt: states that decay within the test, so transfer errors show
         for m in model.modules():
@@ -135,9 +136,10 @@ def test_fast_step_equals_reference_step(layer, chunk):
     x = torch.randint(0, 256, (3, 83))  # not a multiple of the period or the chunk
     with torch.inference_mode():
         y_ref, state = step_all(model, x)
-        y_fast, stepper = fast_all(model, x, chunk=chunk)
-        y64, _ = fast_all(model, x, chunk=chunk, dtype=torch.float64)
+        y_fast, stepper = fast_all(model, x, chunk=chunk, backend=backend)
+        y64, _ = fast_all(model, x, chunk=chunk, dtype=torch.float64, backend=backend)
         exported = stepper.export_state()
+    assert stepper.backend == backend
     assert_close(y_fast, y_ref, torch.float32, "fast vs reference", factor=5)
     assert_close(y64, y_ref, torch.float32, "float64 fast vs reference", factor=5)
     assert exported.t == state.t == 83
@@ -148,6 +150,73 @@ def test_fast_step_equals_reference_step(layer, chunk):
     for got, want in zip(exported.tiers, state.tiers):
         assert_close(got.buffer, want.buffer, torch.float32, "DownPool buffer", factor=5)
         assert_close(got.queue, want.queue, torch.float32, "UpPool queue", factor=5)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 20])  # the compiled products' narrow-column tail, 8- and 16-wide blocks
+@pytest.mark.parametrize("layer,activation,final", [("S4", "gelu", "glu"), ("S4D", "silu", "linear"),
+                                                    ("S4-rank2", "relu", "identity"), ("S5", "tanh", "glu"),
+                                                    ("S4PTD", "identity", "linear")])
+def test_compiled_step_ops_equal_the_pytorch_path(batch, layer, activation, final):
+    """backend='cpp' (ssm.residual_chain, ssm.siso_bank_begin/_end) against backend='torch', in
+    float64 so that any indexing slip shows far above rounding: outputs at every step and the
+    exported state, for every activation and output map the fused chain implements."""
+    torch.manual_seed(1)
+    factory = functools.partial(LAYERS[layer], activation=activation, final=final)
+    model = SaShiMi(8, 2, layer=factory, unet=(layer == "S4D")).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "log_dt"):
+                m.log_dt.uniform_(-3, -0.5)
+    x = torch.randint(0, 256, (batch, 45))
+    with torch.inference_mode():
+        y_cpp, s_cpp = fast_all(model, x, chunk=3, dtype=torch.float64, backend="cpp")
+        y_torch, s_torch = fast_all(model, x, chunk=3, dtype=torch.float64, backend="torch")
+        e_cpp, e_torch = s_cpp.export_state(), s_torch.export_state()
+    assert s_cpp.backend == "cpp" and s_torch.backend == "torch"
+    assert all(t.fused is not None for t in s_cpp._all_tiers()) and all(t.fused is None for t in s_torch._all_tiers())
+    assert torch.allclose(y_cpp, y_torch, rtol=1e-10, atol=1e-10), (y_cpp - y_torch).abs().max()
+    for a, b in zip(e_cpp.center + e_cpp.tiers[0].up, e_torch.center + e_torch.tiers[0].up):
+        if a is not None:
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)  # exported as complex64
+
+
+def test_fast_stepper_backend_choice(monkeypatch):
+    model = make("S4D", n_layers=1)
+    assert FastStepper(model, 2).backend == "cpp"  # CPU, compiled library present
+    monkeypatch.setenv("SSM_BACKEND", "torch")
+    assert FastStepper(model, 2).backend == "torch"
+    monkeypatch.delenv("SSM_BACKEND")
+    with pytest.raises(RuntimeError, match="backend='cpp' cannot run this call: compile=True traces the Python chain"):
+        FastStepper(model, 2, compile=True, backend="cpp")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        FastStepper(model, 2, backend="fused")
+
+
+def test_compiled_step_ops_reject_bad_input_and_change_nothing():
+    model = make("S4D", n_layers=2)
+    with torch.inference_mode():
+        stepper = FastStepper(model, 3, backend="cpp")
+        tier = stepper.tiers[0].up
+        params, kinds, eps, act, final = tier.fused
+        ys, us = tier.bank.slot_lists[0]
+        x = torch.randn(3, 8)
+        before = [t.clone() for t in us]
+        bad = list(params)
+        bad[2] = bad[2][:5]  # block 0's d: (5,) instead of (8,)
+        with pytest.raises(RuntimeError, match=r"block 0: `d` must have shape \[8\]"):
+            torch.ops.ssm.residual_chain(x, bad, ys, us, kinds, eps, act, final, [], [])
+        with pytest.raises(RuntimeError, match=r"`x` must be \(B, H\)"):
+            torch.ops.ssm.residual_chain(x[0], params, ys, us, kinds, eps, act, final, [], [])
+        with pytest.raises(RuntimeError, match="`activation` code must be in"):
+            torch.ops.ssm.residual_chain(x, params, ys, us, kinds, eps, 9, final, [], [])
+        assert all(torch.equal(a, b) for a, b in zip(us, before))  # validated before anything is written
+        bank = tier.bank
+        with pytest.raises(RuntimeError, match=r"`j` must be in \[0, 8\)"):
+            torch.ops.ssm.siso_bank_end(bank.Xr, bank.Acc, bank.Kd, bank.Ur, bank.ETr, bank.ETi, 8)
+        with pytest.raises(RuntimeError, match="`FT` must be"):
+            torch.ops.ssm.siso_bank_begin(bank.FTr[:, :4], bank.Xr, bank.Acc)
+        with pytest.raises(RuntimeError, match="`X` must be float32 or float64"):
+            torch.ops.ssm.siso_bank_begin(bank.FTr, bank.Xr.half(), bank.Acc)
 
 
 def test_fast_stepper_continues_from_a_model_state():
@@ -380,10 +449,12 @@ def test_bench_generate_rows(tmp_path):
     assert main(["generate", "--batches", "1,2", "--length", "9", "--repeats", "1", "--d-model", "8",
                  "--n-layers", "1", "--pool", "2", "--d-state", "4", "--cpu", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["records"]
-    assert [(r["batch"], r["path"]) for r in rows] == [(1, "reference"), (1, "fast"), (2, "reference"), (2, "fast")]
-    for ref, fast in (rows[0:2], rows[2:4]):
+    paths = ["reference", "fast-torch", "fast"]
+    assert [(r["batch"], r["path"]) for r in rows] == [(b, p) for b in (1, 2) for p in paths]
+    for ref, *fast in (rows[0:3], rows[3:6]):
         assert ref["speedup"] == 1.0 and ref["steady_speedup"] == 1.0
-        assert fast["speedup"] == pytest.approx(fast["samples_per_s"] / ref["samples_per_s"])
-        assert fast["steady_speedup"] == pytest.approx(fast["steady_samples_per_s"] / ref["steady_samples_per_s"])
-        for r in (ref, fast):
+        for f in fast:
+            assert f["speedup"] == pytest.approx(f["samples_per_s"] / ref["samples_per_s"])
+            assert f["steady_speedup"] == pytest.approx(f["steady_samples_per_s"] / ref["steady_samples_per_s"])
+        for r in (ref, *fast):
             assert 0 < r["setup_ms"] and r["samples_per_s"] == pytest.approx(r["batch"] * 8 / (r["median_ms"] / 1e3))
