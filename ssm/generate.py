@@ -107,6 +107,12 @@ def _quantization(name: str, text: str) -> str:
     return text
 
 
+def _backend(name: str, text: str) -> str:
+    if text not in ("auto", "cpp", "torch"):
+        raise UsageError(f"`{name}` must be auto, cpp or torch, got {text!r}")
+    return text
+
+
 def _path(name: str, text: str) -> str:
     if not text:
         raise UsageError(f"`{name}` must be a path, got an empty value")
@@ -130,6 +136,7 @@ class Options:
     fast: bool = True
     cuda_graph: bool = False
     compile: bool = False
+    backend: str = "auto"
     output_dir: str = "generated"
     drop_worst: float = 0.0
     drop_best: float = 0.0
@@ -154,6 +161,7 @@ _PARSERS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "fast": (_bool, "step with FastStepper (SaShiMi) instead of the reference model.step loop"),
     "cuda_graph": (_bool, "replay the fast step as CUDA graphs (device=cuda only)"),
     "compile": (_bool, "torch.compile the fast step (slow to build)"),
+    "backend": (_backend, "fast step's kernels: auto, cpp (the compiled CPU ops) or torch (PyTorch ops)"),
     "output_dir": (_path, "where sample_000.wav ... and samples.json go"),
     "drop_worst": (_FRACTION, "fraction of least likely samples to drop (SaShiMi README: 0.4)"),
     "drop_best": (_FRACTION, "fraction of most likely samples to drop (SaShiMi README: 0.05)"),
@@ -477,7 +485,7 @@ def generate(options: Options) -> dict:
             start = time.perf_counter()
             tokens, ll = sample(model, n, length + 1, temperature=options.temperature, top_p=options.top_p,
                                 prompt=context, generator=generator, fast=fast, compile=options.compile,
-                                cuda_graph=options.cuda_graph, progress=bar)
+                                cuda_graph=options.cuda_graph, backend=options.backend, progress=bar)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             elapsed = time.perf_counter() - start
@@ -517,7 +525,7 @@ def generate(options: Options) -> dict:
         "checkpoint": str(path), "model": type(model).__name__, "rate": fmt.rate, "quantization": fmt.quantization,
         "bits": fmt.bits, "n_samples": n, "length": length, "prompt": options.prompt, "prompt_samples": P,
         "temperature": options.temperature, "top_p": options.top_p, "seed": options.seed, "fast": fast,
-        "cuda_graph": options.cuda_graph, "device": str(device), "threads": options.threads, "drop_worst": options.drop_worst,
+        "cuda_graph": options.cuda_graph, "backend": options.backend, "device": str(device), "threads": options.threads, "drop_worst": options.drop_worst,
         "drop_best": options.drop_best, "seconds": elapsed, "samples_per_second": rate_achieved,
         "samples": records,
     }

@@ -102,11 +102,13 @@ def test_fast_and_reference_steppers_write_the_same_samples(checkpoint, tmp_path
             "top_p=0.95"]
     fast = generate(parse_args(args + [f"output_dir={tmp_path / 'fast'}"]))
     ref = generate(parse_args(args + [f"output_dir={tmp_path / 'ref'}", "fast=false"]))
+    generate(parse_args(args + [f"output_dir={tmp_path / 'fast-torch'}", "backend=torch"]))
     assert fast["fast"] and not ref["fast"]
     for i in range(2):
         a, _ = _codes(tmp_path / "fast" / f"sample_{i:03d}.wav")
         b, _ = _codes(tmp_path / "ref" / f"sample_{i:03d}.wav")
-        assert torch.equal(a, b)
+        c, _ = _codes(tmp_path / "fast-torch" / f"sample_{i:03d}.wav")
+        assert torch.equal(a, b) and torch.equal(c, b)
         assert fast["samples"][i]["nll_bits_per_sample"] == pytest.approx(ref["samples"][i]["nll_bits_per_sample"],
                                                                          rel=1e-4)
 
@@ -165,6 +167,7 @@ def test_prompt_is_downmixed_resampled_and_continued(checkpoint, tmp_path, gener
     (["checkpoint=x.ckpt", "temprature=1"], "did you mean `temperature`"),
     (["checkpoint=x.ckpt", "device=tpu"], "`device`"),
     (["checkpoint=x.ckpt", "fast=maybe"], "`fast`"),
+    (["checkpoint=x.ckpt", "backend=fused"], "`backend` must be auto, cpp or torch"),
     (["checkpoint=x.ckpt", "cuda_graph=true"], "`cuda_graph`"),
     (["checkpoint=x.ckpt", "drop_worst=0.6", "drop_best=0.5"], "`drop_worst` + `drop_best`"),
     (["checkpoint=x.ckpt", "seed=1", "seed=2"], "`seed` given twice"),
