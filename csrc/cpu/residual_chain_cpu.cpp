@@ -188,7 +188,7 @@ at::Tensor residual_chain_cpu(const at::Tensor& x_in, at::TensorList params, at:
   TORCH_CHECK(add.empty() || add.size() == kinds.size(),
               "ssm.residual_chain: `add` must be empty or one tensor per block");
   TORCH_CHECK(ys.size() == us.size(), "ssm.residual_chain: `ys` and `us` must have one entry per SSM layer");
-  const int64_t B = x_in.size(0), H = x_in.size(1);
+  const int64_t H = x_in.size(1);
   // Validate the whole plan before touching any buffer: a bad call changes nothing.
   int64_t p = 0, layer = 0;
   for (size_t j = 0; j < kinds.size(); ++j) {
