@@ -14,12 +14,11 @@ reference on the first ``--check-rows`` rows. N is the number of conjugate pairs
 ``generate`` times end-to-end ``ssm.models.generation.sample`` of the default SaShiMi (random
 weights; d_model 64, 8 layers, pool 4,4, expand 2, S4 d_state 64, 256 tokens) per batch size:
 the reference (``model.step`` once per sample, i.e. every layer's ``step``) against the fast path
-(``FastStepper``, with its fused C++ residual chain and state banks on CPU; ``fast-torch``
-is the same stepper with ``backend="torch"``, the PyTorch reference versions of both), and on CUDA also the fast path
-replayed from CUDA graphs. Each figure is the
-median over ``--repeats`` runs after one warm-up run, setup included, the paths taking turns
-run by run (a drift in the machine's speed then hits them alike); throughput is generated
-samples per second summed over the batch. ``setup s`` is the median time of building the stepper
+(``FastStepper``, with its fused C++ residual chain and state banks on CPU; ``fast-torch`` is the
+same stepper with ``backend="torch"``, the PyTorch reference versions of both), and on CUDA also
+the fast path replayed from CUDA graphs. Each figure is the median over ``--repeats`` runs after
+one warm-up run, setup included, the paths taking turns run by run (a drift in the machine's
+speed then hits them alike); throughput is generated samples per second summed over the batch. ``setup s`` is the median time of building the stepper
 alone (what ``sample`` does once per call before the first step), and ``steady/s`` the
 throughput with it taken out: what a long generation approaches.
 
@@ -106,16 +105,8 @@ def _sync(device: str):
 
 
 def _time(fn: Callable[[], object], repeats: int, device: str) -> tuple[float, float]:
-    fn()  # warm-up (JIT compiles, caches)
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return statistics.median(times), q[2] - q[0]
+    """(median, IQR) in ms of ``repeats`` runs of ``fn`` after one warm-up run."""
+    return _time_interleaved([fn], repeats, device)[0]
 
 
 def _time_interleaved(fns: list[Callable[[], object]], repeats: int, device: str) -> list[tuple[float, float]]:

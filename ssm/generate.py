@@ -101,16 +101,12 @@ def _device(name: str, text: str) -> str:
     raise UsageError(f"`{name}` must be cpu, cuda or cuda:N, got {text!r}")
 
 
-def _quantization(name: str, text: str) -> str:
-    if text not in ("mu-law", "linear"):
-        raise UsageError(f"`{name}` must be mu-law or linear, got {text!r}")
-    return text
-
-
-def _backend(name: str, text: str) -> str:
-    if text not in ("auto", "cpp", "torch"):
-        raise UsageError(f"`{name}` must be auto, cpp or torch, got {text!r}")
-    return text
+def _choice(*values: str) -> Callable[[str, str], str]:
+    def parse(name: str, text: str) -> str:
+        if text not in values:
+            raise UsageError(f"`{name}` must be {', '.join(values[:-1])} or {values[-1]}, got {text!r}")
+        return text
+    return parse
 
 
 def _path(name: str, text: str) -> str:
@@ -161,14 +157,14 @@ _PARSERS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "fast": (_bool, "step with FastStepper (SaShiMi) instead of the reference model.step loop"),
     "cuda_graph": (_bool, "replay the fast step as CUDA graphs (device=cuda only)"),
     "compile": (_bool, "torch.compile the fast step (slow to build)"),
-    "backend": (_backend, "fast step's kernels: auto, cpp (the compiled CPU ops) or torch (PyTorch ops)"),
+    "backend": (_choice("auto", "cpp", "torch"), "fast step's kernels: auto, cpp (the compiled CPU ops) or torch (PyTorch ops)"),
     "output_dir": (_path, "where sample_000.wav ... and samples.json go"),
     "drop_worst": (_FRACTION, "fraction of least likely samples to drop (SaShiMi README: 0.4)"),
     "drop_best": (_FRACTION, "fraction of most likely samples to drop (SaShiMi README: 0.05)"),
     "spectrogram": (_bool, "also write sample_000.png, an STFT magnitude plot per sample"),
     "progress": (_bool, "show a progress bar"),
     "rate": (_int(1), "sample rate in Hz, only for checkpoints whose data config has none"),
-    "quantization": (_quantization, "mu-law or linear, only for checkpoints whose data config has none"),
+    "quantization": (_choice("mu-law", "linear"), "mu-law or linear, only for checkpoints whose data config has none"),
 }
 
 

@@ -35,6 +35,13 @@ void check_real(const at::Tensor& t, const at::Tensor& like, const char* name, i
   TORCH_CHECK(t.is_contiguous(), "ssm.siso_bank: `", name, "` must be contiguous");
 }
 
+// X, the state, sets the dtype and device every other argument is checked against.
+void check_state(const at::Tensor& X, const char* op) {
+  check_real(X, X, "X", 3);
+  TORCH_CHECK(X.scalar_type() == at::kFloat || X.scalar_type() == at::kDouble, "ssm.siso_bank_", op,
+              ": `X` must be float32 or float64, got ", X.scalar_type());
+}
+
 // Acc[j, q, r, :] = sum_i FT[r, j*m+q, i] X[r, i, :] for every step j of the chunk: per row r a
 // (T*m x 2n) @ (2n x B) product whose output rows lie R*B apart in Acc.
 template <typename T>
@@ -99,9 +106,7 @@ void end_kernel(T* X, const T* Acc, const T* U, const T* ETr, const T* ETi, int6
 }
 
 void siso_bank_begin_cpu(const at::Tensor& FT, const at::Tensor& X, const at::Tensor& Acc) {
-  check_real(X, X, "X", 3);
-  TORCH_CHECK(X.scalar_type() == at::kFloat || X.scalar_type() == at::kDouble,
-              "ssm.siso_bank_begin: `X` must be float32 or float64, got ", X.scalar_type());
+  check_state(X, "begin");
   check_real(FT, X, "FT", 3);
   check_real(Acc, X, "Acc", 4);
   const int64_t R = X.size(0), n2 = X.size(1), B = X.size(2);
@@ -118,9 +123,7 @@ void siso_bank_begin_cpu(const at::Tensor& FT, const at::Tensor& X, const at::Te
 
 void siso_bank_end_cpu(const at::Tensor& X, const at::Tensor& Acc, const at::Tensor& Kd, const at::Tensor& U,
                        const at::Tensor& ETr, const at::Tensor& ETi, int64_t j) {
-  check_real(X, X, "X", 3);
-  TORCH_CHECK(X.scalar_type() == at::kFloat || X.scalar_type() == at::kDouble,
-              "ssm.siso_bank_end: `X` must be float32 or float64, got ", X.scalar_type());
+  check_state(X, "end");
   check_real(Acc, X, "Acc", 4);
   check_real(Kd, X, "Kd", 4);
   check_real(U, X, "U", 3);

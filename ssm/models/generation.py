@@ -327,10 +327,6 @@ def _fused_chain_reason(model: SaShiMi, device: torch.device, dtype: torch.dtype
                               dtypes=(torch.float32, torch.float64))
 
 
-def _always(*args) -> None:
-    return None
-
-
 # codes of torch.ops.ssm.residual_chain (csrc/registration.cpp)
 _CHAIN_KIND = {True: 1, False: 2}  # per-channel bank / S5 bank
 _CHAIN_ACT = {"identity": 0, "gelu": 1, "silu": 2, "relu": 3, "tanh": 4}
@@ -507,7 +503,7 @@ class FastStepper:
             raise ValueError(f"FastStepper: cuda_graph=True needs a model on a CUDA device, got {device}")
         self.model, self.batch, self.dtype, self.device = model, batch, dtype, device
         self.unet, self.period = model.unet, model.period
-        self.backend = _dispatch.choose("FastStepper", backend, {"cpp": _fused_chain_reason, "torch": _always},
+        self.backend = _dispatch.choose("FastStepper", backend, {"cpp": _fused_chain_reason, "torch": lambda *a: None},
                                         model, device, dtype, compile)
         fused = self.backend == "cpp"
         kw = {"dtype": dtype, "device": device}
@@ -748,9 +744,9 @@ def sample(
     ``model``: a causal model with token inputs and the stepping contract (``SaShiMi``, or a
     ``SequenceModel`` with ``pool='none'`` for ``fast=False``); its ``d_output`` logits index the
     vocabulary. ``fast=True`` steps with ``FastStepper`` (SaShiMi only); ``fast=False`` calls
-    ``model.step`` per sample (the reference). ``backend`` picks ``FastStepper``'s residual chain
-    (``"auto"``: the fused C++ op on CPU when the compiled library is there, else ``"torch"``,
-    the Python chain). A SaShiMi prompt runs through the convolutional
+    ``model.step`` per sample (the reference). ``backend`` picks ``FastStepper``'s kernels for
+    its residual chains and S4 state banks (``"auto"``: the compiled CPU ops on CPU when the
+    library is there, else ``"torch"``, the PyTorch versions). A SaShiMi prompt runs through the convolutional
     forward for its largest multiple of prod(pool) strictly before the last prompt token and is
     stepped for the rest. ``generator`` drives every draw, so both paths give the same samples.
     ``progress(t, length)`` is called after each position. The model is put in eval mode for
