@@ -5,6 +5,20 @@
 // autograd and fake-tensor registration.
 #include <torch/library.h>
 
+#include "parallel.h"
+
+namespace {
+
+// Distinct pool threads that ran loop bodies of the compiled CPU ops since the last call; the
+// record is kept while `enable` is true (csrc/parallel.h). For tests of the thread scaling.
+int64_t thread_probe(bool enable) {
+  const uint64_t seen = ssm::probe::seen().exchange(0);
+  ssm::probe::enabled().store(enable);
+  return __builtin_popcountll(seen);
+}
+
+}  // namespace
+
 TORCH_LIBRARY(ssm, m) {
   // out[r, l] = sum_n v[r,n] / (z[l] - w[r,n]) + conj(v[r,n]) / (z[l] - conj(w[r,n]))
   m.def("cauchy(Tensor v, Tensor z, Tensor w) -> Tensor");
@@ -26,4 +40,7 @@ TORCH_LIBRARY(ssm, m) {
   // end(j): push step j's psi into the later steps, or (j = T-1) advance X by the whole chunk.
   m.def("siso_bank_begin(Tensor FT, Tensor X, Tensor(a!) Acc) -> ()");
   m.def("siso_bank_end(Tensor(a!) X, Tensor(b!) Acc, Tensor Kd, Tensor U, Tensor ETr, Tensor ETi, int j) -> ()");
+  // Whether at::parallel_for in this library really forks (compiled with OpenMP, csrc/parallel.h).
+  m.def("built_with_openmp() -> bool", [] { return ssm::kBuiltWithOpenMP; });
+  m.def("thread_probe(bool enable) -> int", &thread_probe);
 }

@@ -7,7 +7,6 @@
 // (rows, N, L) tensor that the naive PyTorch path materialises. The two fractions are kept
 // separate (two divisions per pair) because the combined single-fraction form loses accuracy.
 // Complex numbers are split into real/imaginary arrays so the l-loop vectorises.
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/imag.h>
 #include <ATen/ops/real.h>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../parallel.h"
 
 namespace ssm {
 namespace {
@@ -29,7 +29,7 @@ template <typename T>
 void cauchy_fwd_kernel(const T* v, const T* zr, const T* zi, const T* w, T* out, int64_t R,
                        int64_t N, int64_t L) {
   const int64_t nblk = (L + kBlockL - 1) / kBlockL;
-  at::parallel_for(0, R * nblk, 1, [&](int64_t begin, int64_t end) {
+  ssm::parallel_for(0, R * nblk, grain_for(N * kBlockL), [&](int64_t begin, int64_t end) {
     alignas(64) T accr[kBlockL];
     alignas(64) T acci[kBlockL];
     for (int64_t task = begin; task < end; ++task) {
@@ -73,7 +73,7 @@ template <typename T>
 void cauchy_bwd_kernel(const T* g, const T* v, const T* zr, const T* zi, const T* w, T* gv, T* gw,
                        int64_t R, int64_t N, int64_t L) {
   const int64_t nblk = (N + kBlockN - 1) / kBlockN;
-  at::parallel_for(0, R * nblk, 1, [&](int64_t begin, int64_t end) {
+  ssm::parallel_for(0, R * nblk, grain_for(kBlockN * L), [&](int64_t begin, int64_t end) {
     std::vector<T> gr(L), gi(L);
     int64_t cached_row = -1;
     for (int64_t task = begin; task < end; ++task) {

@@ -27,6 +27,8 @@
 #include <cmath>
 #include <vector>
 
+#include "../parallel.h"
+
 namespace ssm {
 namespace {
 
@@ -54,10 +56,18 @@ void check_slot(const at::Tensor& t, const at::Tensor& x, int64_t layer, const c
               layer, ": `", what, "` must be ", x.scalar_type(), " on ", x.device());
 }
 
+// f(r) for every row r < B of H values, rows split among threads when there are enough of them.
+template <class F>
+void for_rows(int64_t B, int64_t H, const F& f) {
+  ssm::parallel_for(0, B, grain_for(H), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) f(r);
+  });
+}
+
 // h = (x - mean) / sqrt(var + eps) * w + b, row by row (biased variance, as nn.LayerNorm).
 template <typename T>
 void layer_norm(const T* x, const T* w, const T* b, double eps, T* h, int64_t B, int64_t H) {
-  for (int64_t r = 0; r < B; ++r) {
+  for_rows(B, H, [&](int64_t r) {
     const T* xr = x + r * H;
     T* hr = h + r * H;
     double sum = 0;
@@ -74,7 +84,7 @@ void layer_norm(const T* x, const T* w, const T* b, double eps, T* h, int64_t B,
     const T m = static_cast<T>(mean);
 #pragma omp simd
     for (int64_t i = 0; i < H; ++i) hr[i] = (xr[i] - m) * rstd * w[i] + b[i];
-  }
+  });
 }
 
 // The transcendental activations, through ATen's vectorised kernels (relu and identity are inline).
@@ -89,8 +99,10 @@ void activate(at::Tensor& y, int64_t act) {
 
 template <typename T>
 void add_rows(T* x, const T* y, int64_t n) {
+  ssm::parallel_for(0, n, kMinParallelWork, [&](int64_t i0, int64_t i1) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+    for (int64_t i = i0; i < i1; ++i) x[i] += y[i];
+  });
 }
 
 template <typename T>
@@ -126,20 +138,23 @@ void run_chain(at::Tensor& x, at::TensorList params, at::TensorList ys, at::Tens
         T* sp = s.data_ptr<T>();
         T* up = u.data_ptr<T>();
         const int64_t s0 = s.stride(0), s1 = s.stride(1), u0 = u.stride(0), u1 = u.stride(1);
-        for (int64_t r = 0; r < B; ++r) {
+        for_rows(B, H, [&](int64_t r) {
           for (int64_t i = 0; i < H; ++i) {
             const T hv = hp[r * H + i];
             yp[r * H + i] = sp[r * s0 + i * s1] + dp[i] * hv;
             up[r * u0 + i * u1] = hv;
           }
-        }
+        });
       } else {
         at::addmm_out(y, s, h, d);
         u.copy_(h);
       }
       if (act == kRelu) {
+        for_rows(B, H, [&](int64_t r) {
+          T* yr = yp + r * H;
 #pragma omp simd
-        for (int64_t i = 0; i < B * H; ++i) yp[i] = yp[i] > T(0) ? yp[i] : (yp[i] != yp[i] ? yp[i] : T(0));
+          for (int64_t i = 0; i < H; ++i) yr[i] = yr[i] > T(0) ? yr[i] : (yr[i] != yr[i] ? yr[i] : T(0));
+        });
       } else {
         activate(y, act);
       }
@@ -155,12 +170,12 @@ void run_chain(at::Tensor& x, at::TensorList params, at::TensorList ys, at::Tens
         } else {  // GLU: first half times the sigmoid of the second half
           at::Tensor gate = z.narrow(1, H, H);
           at::sigmoid_(gate);
-          for (int64_t r = 0; r < B; ++r) {
+          for_rows(B, H, [&](int64_t r) {
             const T* zr = zp + r * 2 * H;
             T* xr = xp + r * H;
 #pragma omp simd
             for (int64_t i = 0; i < H; ++i) xr[i] += zr[i] * zr[H + i];
-          }
+          });
         }
       }
       p += kSSMParams;

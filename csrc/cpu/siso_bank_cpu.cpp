@@ -17,12 +17,12 @@
 // cache, so here every row is done in one pass while its state block (2n x B) sits in L1: the
 // bank's memory traffic drops to one read of the tables and one read and write of the state.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "../parallel.h"
 #include "small_gemm.h"
 
 namespace ssm {
@@ -46,7 +46,7 @@ void check_state(const at::Tensor& X, const char* op) {
 // (T*m x 2n) @ (2n x B) product whose output rows lie R*B apart in Acc.
 template <typename T>
 void begin_kernel(const T* FT, const T* X, T* Acc, int64_t R, int64_t n2, int64_t Tm, int64_t B) {
-  at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) {
+  ssm::parallel_for(0, R, grain_for(Tm * n2 * B), [&](int64_t r0, int64_t r1) {
     std::vector<T> col(n2);
     for (int64_t r = r0; r < r1; ++r)
       small_gemm<T>(FT + r * Tm * n2, n2, X + r * n2 * B, B, Acc + r * B, R * B, Tm, B, n2, false, col.data());
@@ -57,7 +57,7 @@ void begin_kernel(const T* FT, const T* X, T* Acc, int64_t R, int64_t n2, int64_
 template <typename T>
 void push_kernel(T* Acc, const T* Kd, int64_t j, int64_t Tc, int64_t m, int64_t R, int64_t B) {
   const int64_t later = Tc - 1 - j;
-  at::parallel_for(0, R, 64, [&](int64_t r0, int64_t r1) {
+  ssm::parallel_for(0, R, grain_for(later * m * m * B), [&](int64_t r0, int64_t r1) {
     for (int64_t d = 0; d < later; ++d) {
       for (int64_t q = 0; q < m; ++q) {
         T* dst = Acc + (((j + 1 + d) * m + q) * R) * B;
@@ -82,7 +82,7 @@ template <typename T>
 void end_kernel(T* X, const T* Acc, const T* U, const T* ETr, const T* ETi, int64_t R, int64_t n, int64_t Tm,
                 int64_t B) {
   const int64_t n2 = 2 * n;
-  at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) {
+  ssm::parallel_for(0, R, grain_for(n2 * B * (Tm + 1)), [&](int64_t r0, int64_t r1) {
     std::vector<T> col(Tm);
     for (int64_t r = r0; r < r1; ++r) {
       T* Xr = X + r * n2 * B;

@@ -10,7 +10,6 @@
 // recomputed directly every kReanchor blocks, so rounding cannot build up along long sequences.
 // The inner loops are then two fused multiply-adds per term over contiguous arrays.
 // Extra memory is O(threads * N * kBlock), independent of L.
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../parallel.h"
 
 namespace ssm {
 namespace {
@@ -51,12 +51,12 @@ void power_table(double xr, double xi, T* re, T* im) {
 template <typename T>
 void vandermonde_fwd_kernel(const T* v, const T* x, T* out, int64_t R, int64_t N, int64_t L) {
   const int64_t nblk = (L + kBlock - 1) / kBlock;
-  // Split each row's blocks into chunks so that small R still fills every thread.
-  const int64_t want_tasks = 4 * at::get_num_threads();
-  const int64_t chunks_per_row =
-      std::max<int64_t>(1, std::min<int64_t>(nblk / 8, (want_tasks + R - 1) / R));
-  const int64_t chunk = (nblk + chunks_per_row - 1) / chunks_per_row;  // blocks per chunk
-  at::parallel_for(0, R * chunks_per_row, 1, [&](int64_t begin, int64_t end) {
+  // A task is one row's chunk of kReanchor blocks, so that small R still fills every thread. The
+  // chunks start on re-anchoring points, so every anchor is the same whichever thread computes
+  // it, and the output does not depend on the number of threads.
+  constexpr int64_t chunk = kReanchor;  // blocks per task
+  const int64_t chunks_per_row = (nblk + chunk - 1) / chunk;
+  ssm::parallel_for(0, R * chunks_per_row, grain_for(N * chunk * kBlock), [&](int64_t begin, int64_t end) {
     std::vector<T> tre(N * kBlock), tim(N * kBlock);
     std::vector<cd> anchor(N), step(N);
     alignas(64) T acc[kBlock];
@@ -79,7 +79,7 @@ void vandermonde_fwd_kernel(const T* v, const T* x, T* out, int64_t R, int64_t N
         const int64_t len = std::min(kBlock, L - l0);
         std::fill(acc, acc + len, T(0));
         for (int64_t n = 0; n < N; ++n) {
-          if (b == b_begin || (b - b_begin) % kReanchor == 0) {
+          if (b == b_begin) {  // a re-anchoring point (b_begin is a multiple of kReanchor)
             anchor[n] = cexp_at(xrow[2 * n], xrow[2 * n + 1], double(l0));
           } else {
             anchor[n] *= step[n];
@@ -103,7 +103,7 @@ void vandermonde_sums_kernel(const T* u, const T* x, T* S, T* Tw, int64_t R, int
                              int64_t L) {
   const int64_t nblk = (L + kBlock - 1) / kBlock;
   const bool weighted = Tw != nullptr;
-  at::parallel_for(0, R * N, 1, [&](int64_t begin, int64_t end) {
+  ssm::parallel_for(0, R * N, grain_for(L), [&](int64_t begin, int64_t end) {
     alignas(64) T pre[kBlock], pim[kBlock], jpre[kBlock], jpim[kBlock];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = task / N;

@@ -108,7 +108,14 @@ def backends() -> dict[str, str]:
     keops = keops_status()
     return {
         "torch": "available",
-        "cpp": f"available ({cpu.origin}: {cpu.detail})" if cpu.loaded else f"unavailable: {cpu.detail}",
+        "cpp": f"available ({cpu.origin}: {cpu.detail}; {_cpu_parallelism()})" if cpu.loaded else f"unavailable: {cpu.detail}",
         "cuda": f"available ({cuda.origin}: {cuda.detail})" if cuda.loaded else f"unavailable: {cuda.detail}",
         "keops": "available" if keops is None else f"unavailable: {keops}",
     }
+
+
+def _cpu_parallelism() -> str:
+    """How the loaded CPU library runs its loops (csrc/parallel.h)."""
+    if not torch.ops.ssm.built_with_openmp():
+        return "serial: built without OpenMP"
+    return f"parallel on torch's {torch.get_num_threads()} intra-op threads"

@@ -48,7 +48,12 @@ CUDA_SOURCES = ["cuda/cauchy_cuda.cu", "cuda/vandermonde_cuda.cu"]
 
 # -O3 without -ffast-math: fast-math would let the compiler assume no NaN/Inf, and NaN in must
 # give NaN out. -fopenmp-simd lets `#pragma omp simd reduction` vectorise the reductions.
-CPU_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
+# -fopenmp makes at::parallel_for fork (it is an inline template that runs serially in code
+# compiled without OpenMP, see csrc/parallel.h). Only the compile step gets it: the library links
+# no OpenMP runtime of its own, its GOMP_* calls bind to the one torch loaded (libtorch_cpu's
+# libgomp), so the process keeps one thread pool sized by torch.set_num_threads.
+OPENMP = sys.platform.startswith("linux")
+CPU_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"] + (["-fopenmp"] if OPENMP else [])
 # The just-in-time build targets the machine it runs on (its cache key includes the CPU flags);
 # the install-time build stays portable.
 JIT_CPU_FLAGS = CPU_FLAGS + (["-march=native"] if platform.machine() in ("x86_64", "AMD64") else [])
