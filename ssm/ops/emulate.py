@@ -132,38 +132,85 @@ def _rel(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return (a - e).abs().max().item() / (scale or 1.0) if e.numel() else 0.0
 
 
-def check_errors(R: int, N: int, L: int, dtype: torch.dtype, *, max_grid: int, seed: int = 0) -> dict[str, float]:
-    """Relative error of each emulated kernel against the float64 ``*_ref`` formulas, one shape."""
+class EmulatedOps:
+    """The four CUDA ops with ``torch.ops.ssm``'s signatures, run through the emulation."""
+
+    def __init__(self, *, max_grid: int = 2**31 - 1, schedule: Schedule = "forward"):
+        self.kw = dict(max_grid=max_grid, schedule=schedule)
+
+    def cauchy(self, v, z, w):
+        return cauchy(v, z, w, **self.kw)
+
+    def cauchy_backward(self, grad, v, z, w):
+        return cauchy_backward(grad, v, z, w, **self.kw)
+
+    def vandermonde(self, v, x, L):
+        return vandermonde(v, x, L, **self.kw)
+
+    def vandermonde_sums(self, u, x, weighted):
+        return vandermonde_sums(u, x, weighted, **self.kw)
+
+
+def check_errors(R: int, N: int, L: int, dtype: torch.dtype, ops=None, *, device="cpu", seed: int = 0) -> dict[str, float]:
+    """Relative error of each kernel against the float64 ``*_ref`` formulas on one shape.
+
+    ``ops``: an object with ``torch.ops.ssm``'s four CUDA ops (default: the emulation,
+    ``EmulatedOps()``); ``python -m ssm.ops.gpucheck`` passes ``torch.ops.ssm`` with
+    ``device="cuda"`` to run the same check on a GPU. Inputs are rounded to ``dtype`` first, so
+    the reference sees exactly what the kernel sees.
+    """
     from .cauchy import cauchy_ref
     from .vandermonde import vandermonde_ref, vandermonde_transpose_ref
 
+    ops = EmulatedOps() if ops is None else ops
     gen = torch.Generator().manual_seed(seed)
     c128 = torch.complex128
+    real = torch.float32 if dtype == torch.complex64 else torch.float64
     v = torch.randn(R, N, dtype=c128, generator=gen)
     w = _poles(R, N, gen)
     z = torch.exp(1j * torch.linspace(0.1, 3.0, L, dtype=torch.float64)).to(c128) * 1.5
     grad = torch.randn(R, L, dtype=c128, generator=gen)
     x = _poles(R, N, gen) * 0.05
     u = torch.randn(R, L, dtype=torch.float64, generator=gen)
-    real = torch.float32 if dtype == torch.complex64 else torch.float64
-    lo = lambda t: t.to(dtype if t.is_complex() else real)  # noqa: E731
+    v, w, z, grad, x = (t.to(dtype).to(c128) for t in (v, w, z, grad, x))
+    u = u.to(real).double()
+    lo = lambda t: t.to(device=device, dtype=dtype if t.is_complex() else real)  # noqa: E731
 
-    # float64 references: the cauchy backward by autograd through cauchy_ref
+    # float64 references; the cauchy backward by autograd through cauchy_ref (PyTorch's
+    # convention, as the op's: grad is dL/d(conj out))
     vr, wr = v.clone().requires_grad_(), w.clone().requires_grad_()
-    exact_gv, exact_gw = torch.autograd.grad(cauchy_ref(vr, z, wr), (vr, wr), grad) if R * N and L else (torch.zeros_like(v), torch.zeros_like(w))
+    exact_gv, exact_gw = torch.autograd.grad(cauchy_ref(vr, z, wr), (vr, wr), grad, allow_unused=True)
+    exact_gv = torch.zeros_like(v) if exact_gv is None else exact_gv  # unused when the output is empty
+    exact_gw = torch.zeros_like(w) if exact_gw is None else exact_gw
     ones = torch.ones_like(x)
     exact_S = vandermonde_transpose_ref(u.to(c128), ones, x)
     exact_T = vandermonde_transpose_ref((u * torch.arange(L, dtype=torch.float64)).to(c128), ones, x)
 
-    kw = dict(max_grid=max_grid)
-    gv, gw = cauchy_backward(lo(grad), lo(v), lo(z), lo(w), **kw)
-    S, T = vandermonde_sums(lo(u), lo(x), True, **kw)
+    gv, gw = ops.cauchy_backward(lo(grad), lo(v), lo(z), lo(w))
+    S, T = ops.vandermonde_sums(lo(u), lo(x), True)
     return {
-        "cauchy": _rel(cauchy(lo(v), lo(z), lo(w), **kw), cauchy_ref(v, z, w)),
+        "cauchy": _rel(ops.cauchy(lo(v), lo(z), lo(w)), cauchy_ref(v, z, w)),
         "cauchy_backward": max(_rel(gv, exact_gv), _rel(gw, exact_gw)),
-        "vandermonde": _rel(vandermonde(lo(v), lo(x), L, **kw), vandermonde_ref(v, x, L)),
+        "vandermonde": _rel(ops.vandermonde(lo(v), lo(x), L), vandermonde_ref(v, x, L)),
         "vandermonde_sums": max(_rel(S, exact_S), _rel(T, exact_T)),
     }
+
+
+def report(ops_for, shapes, title: str) -> int:
+    """Print one line per (dtype, shape, kernel) and return the number of mismatches.
+
+    ``ops_for(max_grid)`` gives the ops to check (and the device) for one shape's grid cap.
+    """
+    failed = 0
+    print(f"{'kernel':18s} {'dtype':10s} {'R x N x L':>16s} {'max_grid':>10s} {'rel. error':>11s}  result  ({title})")
+    for dtype in (torch.complex64, torch.complex128):
+        for R, N, L, max_grid in shapes:
+            ops, device = ops_for(max_grid)
+            for name, err in check_errors(R, N, L, dtype, ops, device=device).items():
+                ok = err <= TOLERANCE[dtype]
+                failed += not ok
+                print(f"{name:18s} {str(dtype).removeprefix('torch.'):10s} {f'{R}x{N}x{L}':>16s} {max_grid:>10d} {err:11.2e}  {'ok' if ok else 'MISMATCH'}")
+    return failed
 
 
 # (R, N, L, max_grid): odd L, N not a power of two, N over one shared-memory tile (128), L over
@@ -180,14 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     build(verbose=args.verbose)
-    failed = 0
-    print(f"{'kernel':18s} {'dtype':10s} {'R x N x L':>16s} {'max_grid':>10s} {'rel. error':>11s}  result")
-    for dtype in (torch.complex64, torch.complex128):
-        for R, N, L, max_grid in CHECK_SHAPES:
-            for name, err in check_errors(R, N, L, dtype, max_grid=max_grid).items():
-                ok = err <= TOLERANCE[dtype]
-                failed += not ok
-                print(f"{name:18s} {str(dtype).removeprefix('torch.'):10s} {f'{R}x{N}x{L}':>16s} {max_grid:>10d} {err:11.2e}  {'ok' if ok else 'MISMATCH'}")
+    failed = report(lambda max_grid: (EmulatedOps(max_grid=max_grid), "cpu"), CHECK_SHAPES, "CUDA kernels emulated on the CPU")
     print("all emulated kernels match float64" if not failed else f"{failed} MISMATCH(ES)")
     return 1 if failed else 0
 
