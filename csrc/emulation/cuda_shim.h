@@ -18,6 +18,12 @@
 //  - math functions are the host's <cmath> ones (the accurate, non-intrinsic CUDA functions are
 //    within a few ulps of them).
 // Limits: only full-warp masks (0xffffffff) are supported; a partial mask is reported as an error.
+// Shared memory keeps what the previous block left in it (on a GPU its contents are undefined),
+// so a read of shared memory before any write can go unnoticed when the stale values happen to be
+// the right ones; the tests' shapes stage different data in consecutive tiles and tasks. Threads
+// switch only at barriers and shuffles, so a race between two plain memory accesses with no
+// barrier between them is not interleaved here (compute-sanitizer's racecheck, in gpucheck,
+// covers that on a GPU).
 // Errors inside a fiber cannot unwind across swapcontext: the fiber records the message and stops;
 // launch() then throws it as a std::runtime_error.
 #pragma once

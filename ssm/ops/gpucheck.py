@@ -95,29 +95,32 @@ def plan(out: Path, *, has_gpu: bool, sanitizer: str | None, tests: Path | None)
     backends = "torch,cuda" + (",keops" if _has("pykeops") else "")
     k, ly = KERNEL_BENCH, LAYER_BENCH
     test_dirs = [str(tests / d) for d in ("ops", "layers", "models") if tests and (tests / d).is_dir()]
-    sanitize_env = {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}
+    # the check covers more than the load-time self-test, and should report its figures even when
+    # the self-test would disable the library
+    check_env = {"SSM_CUDA_SELFTEST": "0"}
+    sanitize_env = {**check_env, "PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}
     check = [py, "-m", "ssm.ops.gpucheck", "--kernels-check"]
     steps = [
-        Step("build", "compile and load the CUDA library", [py, "-m", "ssm.ops.build", "--cuda"], 120, skip=no_gpu),
-        Step("kernels-check", "every CUDA kernel vs float64 (emulation's shapes)", check, 30, skip=no_gpu),
-        Step("pytest-cuda", "the suite's CUDA cases", [py, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *test_dirs], 75,
+        Step("build", "compile and load the CUDA library", [py, "-m", "ssm.ops.build", "--cuda"], 110, skip=no_gpu),
+        Step("kernels-check", "every CUDA kernel vs float64 (emulation's shapes)", check, 25, env=check_env, skip=no_gpu),
+        Step("pytest-cuda", "the suite's CUDA cases", [py, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *test_dirs], 70,
              skip=no_gpu or ("" if test_dirs else "no tests/ directory next to the package (run from a source checkout)")
              or ("" if _has("pytest") else "pytest is not installed")),
         Step("bench-kernels", f"ssm-bench kernels rows={k['rows']} N={k['n']} L={k['length']} ({backends})",
              [py, "-m", "ssm.bench", "kernels", "--rows", str(k["rows"]), "--n", str(k["n"]), "--length", str(k["length"]),
-              "--backends", backends, "--repeats", "7", "--json", str(out / "bench-kernels.json")], 75,
+              "--backends", backends, "--repeats", "7", "--json", str(out / "bench-kernels.json")], 70,
              json_out="bench-kernels.json", skip=no_gpu),
         Step("bench-layers", f"ssm-bench layers {ly['layers']} d_model={ly['d_model']} L={ly['length']} B={ly['batch']}",
              [py, "-m", "ssm.bench", "layers", "--layers", ly["layers"], "--d-model", str(ly["d_model"]), "--length", str(ly["length"]),
-              "--batch", str(ly["batch"]), "--step-batches", "1,16", "--repeats", "5", "--json", str(out / "bench-layers.json")], 60,
+              "--batch", str(ly["batch"]), "--step-batches", "1,16", "--repeats", "5", "--json", str(out / "bench-layers.json")], 55,
              json_out="bench-layers.json", skip=no_gpu),
         Step("bench-generate", "ssm-bench generate (reference, fast, fast+graph)",
              [py, "-m", "ssm.bench", "generate", "--batches", "1,16", "--length", "256", "--repeats", "3",
-              "--json", str(out / "bench-generate.json")], 60, json_out="bench-generate.json", skip=no_gpu),
+              "--json", str(out / "bench-generate.json")], 50, json_out="bench-generate.json", skip=no_gpu),
     ]
     for tool in ("memcheck", "racecheck"):
         steps.append(Step(tool, f"kernels-check under compute-sanitizer --tool {tool}",
-                          [sanitizer or "compute-sanitizer", "--tool", tool, "--error-exitcode", "1", *check], 30,
+                          [sanitizer or "compute-sanitizer", "--tool", tool, "--error-exitcode", "1", *check], 50,
                           env=sanitize_env, skip=no_gpu or ("" if sanitizer else "compute-sanitizer not found on PATH")))
     return steps
 

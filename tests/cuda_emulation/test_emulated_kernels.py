@@ -8,6 +8,8 @@ over one chunk of the partial-sum kernels (2048), more tasks than a forced grid 
 grid-stride loops wrap) and the empty edges.
 """
 
+import re
+
 import pytest
 import torch
 from helpers import assert_close
@@ -182,3 +184,23 @@ def test_check_command_fails_on_a_mismatch(monkeypatch, capsys):
     monkeypatch.setitem(emulate.TOLERANCE, torch.complex64, 0.0)
     assert emulate.main(["--check"]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+
+
+# Every __global__ kernel of csrc/cuda and the test above that runs it through the emulation.
+EMULATED = {
+    "cauchy_fwd_kernel": test_cauchy_forward,
+    "cauchy_bwd_kernel": test_cauchy_backward,
+    "vandermonde_fwd_kernel": test_vandermonde_forward,
+    "vandermonde_sums_kernel": test_vandermonde_sums,
+}
+
+
+def test_every_cuda_kernel_is_emulated():
+    """A kernel added to csrc/cuda must live in a *_kernels.cuh header (so the emulation can
+    compile it) and get its emulated test here; this fails until both are done."""
+    cuda_dir = _extension.source_dir() / "cuda"
+    kernel = re.compile(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)")
+    found = {name for h in cuda_dir.glob("*_kernels.cuh") for name in kernel.findall(h.read_text())}
+    assert found == set(EMULATED), f"kernels without an emulated test: {sorted(found - set(EMULATED))}"
+    for path in [*cuda_dir.glob("*.cu"), *cuda_dir.glob("*_host.h"), cuda_dir / "launch.cuh"]:
+        assert "__global__" not in path.read_text(), f"{path.name} defines a kernel outside a *_kernels.cuh header"
