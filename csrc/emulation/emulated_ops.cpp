@@ -9,6 +9,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <tuple>
@@ -143,6 +144,32 @@ at::Tensor shuffle_probe(int64_t kind, int64_t arg, int64_t width) {
   return out;
 }
 
+// A probe of the emulated barrier: thread t writes s[t], then reads its neighbour's s[t + 1].
+// With the barrier every read sees the write (out[t] = (t + 1) % n + 1); without it the reads
+// come first (out = 0). Thread `exit_early` returns before the barrier: a deadlock.
+__global__ void barrier_probe_kernel(bool sync, int exit_early, int64_t* out) {
+  __shared__ int64_t s[1024];
+  const int t = static_cast<int>(threadIdx.x), n = static_cast<int>(blockDim.x);
+  if (t == exit_early) return;
+  s[t] = t + 1;
+  if (sync) __syncthreads();
+  out[t] = s[(t + 1) % n];
+  if (sync) __syncthreads();
+  s[t] = 0;  // leave the block's shared memory as it was found, for the next probe
+}
+
+at::Tensor barrier_probe(int64_t threads, bool sync, int64_t exit_early) {
+  TORCH_CHECK(threads >= 1 && threads <= 1024, "ssm_emu: `threads` must be in 1..1024, got ", threads);
+  auto out = at::zeros({threads}, at::TensorOptions().dtype(at::kLong));
+  int64_t* p = out.mutable_data_ptr<int64_t>();
+  const std::function<void()> body = [&] { barrier_probe_kernel(sync, static_cast<int>(exit_early), p); };
+  guarded([&] {
+    launch(dim3(1), dim3(static_cast<unsigned>(threads)), body);
+    return 0;
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(ssm_emu, m) {
@@ -157,6 +184,7 @@ TORCH_LIBRARY(ssm_emu, m) {
         &vandermonde_sums);
   m.def("geometry(str kind, int R, int N, int L, int max_grid) -> int[]", &geometry);
   m.def("shuffle_probe(int kind, int arg, int width) -> Tensor", &shuffle_probe);
+  m.def("barrier_probe(int threads, bool sync, int exit_early) -> Tensor", &barrier_probe);
 }
 
 }  // namespace ssm_emu

@@ -118,6 +118,12 @@ def shuffle_probe(kind: Literal["idx", "up", "down", "xor"], arg: int, width: in
     return _ops().shuffle_probe(kinds[kind], arg, width).tolist()
 
 
+def barrier_probe(threads: int, *, sync: bool = True, exit_early: int = -1) -> list[int]:
+    """One emulated block: thread t writes s[t] and, after the barrier (if ``sync``), reads
+    s[t + 1]; thread ``exit_early`` skips the barrier (the emulation reports a deadlock)."""
+    return _ops().barrier_probe(threads, sync, exit_early).tolist()
+
+
 # ---- --check: every kernel against float64 on a few shapes --------------------------------
 
 

@@ -160,6 +160,19 @@ def test_shuffles_follow_cuda_rules_for_out_of_range_lanes(kind, arg, width, exp
     assert emulate.shuffle_probe(kind, arg, width) == expected
 
 
+@pytest.mark.parametrize("threads", [32, 256, 100])
+def test_syncthreads_is_a_real_barrier(threads):
+    assert emulate.barrier_probe(threads) == [(t + 1) % threads + 1 for t in range(threads)]
+    # without the barrier a thread reads its neighbour's slot before the neighbour wrote it
+    assert emulate.barrier_probe(threads, sync=False) == [0] * threads
+
+
+def test_a_barrier_not_reached_by_every_thread_is_reported():
+    with pytest.raises(RuntimeError, match="deadlock in block 0: 255 threads wait at __syncthreads, 0 at a warp shuffle, 1 have exited"):
+        emulate.barrier_probe(256, exit_early=17)
+    assert emulate.barrier_probe(64) == [(t + 1) % 64 + 1 for t in range(64)]  # the emulation recovers
+
+
 def test_bad_arguments_are_named():
     v = torch.randn(2, 3, dtype=torch.complex64)
     z = torch.randn(5, dtype=torch.complex64)
