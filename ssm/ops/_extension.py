@@ -201,16 +201,16 @@ def _nvidia_dir() -> Path:
     return Path(torch.__file__).resolve().parent.parent / "nvidia"
 
 
-def _pip_cuda_homes() -> list[Path]:
-    """CUDA toolkits installed from PyPI next to torch, torch's CUDA major first.
+def _pip_cuda_homes(*, matching: bool = True) -> list[Path]:
+    """CUDA toolkits installed from PyPI next to torch: ``ssm[cuda]`` (cuda-toolkit[nvcc]) puts nvcc
+    in site-packages/nvidia/cu<major>/bin, beside the runtime headers torch's wheel brought.
 
-    ``ssm[cuda]`` (cuda-toolkit[nvcc]) puts nvcc in site-packages/nvidia/cu<major>/bin, beside
-    the runtime headers torch's wheel already brought; the older CUDA 12 wheels
-    (nvidia-cuda-nvcc-cu12) use site-packages/nvidia/cuda_nvcc/bin.
+    Only the one of torch's CUDA major unless ``matching=False``: an nvcc of another major would
+    build against a CUDA runtime torch does not use.
     """
-    homes = sorted(p.parent.parent for p in _nvidia_dir().glob("*/bin/nvcc") if p.is_file())
+    homes = sorted(p.parent.parent for p in _nvidia_dir().glob("cu*/bin/nvcc") if p.is_file())
     major = (torch.version.cuda or "").split(".")[0]
-    return sorted(homes, key=lambda h: h.name != f"cu{major}")
+    return [h for h in homes if h.name == f"cu{major}"] if matching else homes
 
 
 def find_cuda_home() -> Path | None:
@@ -240,10 +240,12 @@ def _ensure_cuda_home() -> Path:
     """Point torch at the CUDA toolkit (see find_cuda_home); raise naming the fix when none exists."""
     home = find_cuda_home()
     if home is None:
+        other = [h.name for h in _pip_cuda_homes(matching=False)]
+        found = f" (PyPI's nvcc for {', '.join(other)} is installed, but this torch uses CUDA {torch.version.cuda})" if other else ""
         raise RuntimeError(
             f"ssm: no CUDA toolkit (nvcc) was found to build the CUDA ops: not $CUDA_HOME, not on PATH, "
-            f"not under {_nvidia_dir()}/*/bin (PyPI), not {SYSTEM_CUDA}. Install the toolkit matched to "
-            f"this torch (CUDA {torch.version.cuda}) with `{CUDA_EXTRA_HINT}`, or set CUDA_HOME."
+            f"not under {_nvidia_dir()}/cu*/bin (PyPI){found}, not {SYSTEM_CUDA}. Install the toolkit "
+            f"matched to this torch (CUDA {torch.version.cuda}) with `{CUDA_EXTRA_HINT}`, or set CUDA_HOME."
         )
     os.environ["CUDA_HOME"] = str(home)
     if "torch.utils.cpp_extension" in sys.modules:  # already resolved at its import

@@ -59,6 +59,7 @@ def test_finds_pypi_nvcc_beside_torch_headers(no_system_toolkit, monkeypatch):
 
 def test_search_order_path_then_pypi_then_usr_local(no_system_toolkit, monkeypatch, tmp_path):
     """nvcc on PATH first (as torch itself does), then PyPI's (matched to torch), then /usr/local/cuda."""
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
     system = _toolkit(tmp_path / "cuda", headers=True)
     monkeypatch.setattr(_extension, "SYSTEM_CUDA", system)
     assert _extension.find_cuda_home() == system
@@ -70,6 +71,15 @@ def test_search_order_path_then_pypi_then_usr_local(no_system_toolkit, monkeypat
     assert _extension.find_cuda_home() == on_path
     monkeypatch.setenv("CUDA_HOME", str(tmp_path / "explicit"))
     assert _extension.find_cuda_home() == tmp_path / "explicit"
+
+
+def test_pypi_nvcc_of_another_cuda_major_is_not_used(no_system_toolkit, monkeypatch):
+    (no_system_toolkit / "cu13" / "bin").mkdir()
+    (no_system_toolkit / "cu13" / "bin" / "nvcc").write_text("")
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    assert _extension.find_cuda_home() is None
+    with pytest.raises(RuntimeError, match=r"PyPI's nvcc for cu13 is installed, but this torch uses CUDA 12.8.*ssm\[cuda\]"):
+        _extension._ensure_cuda_home()
 
 
 def test_nvcc_without_any_runtime_headers_is_not_a_toolkit(no_system_toolkit, monkeypatch, tmp_path):
