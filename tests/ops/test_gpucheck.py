@@ -64,3 +64,15 @@ def test_floor_fraction_of_the_kernel_figures(tmp_path):
     assert figures[2]["floor_fraction"] is None
     table = gpucheck.summary_table([gpucheck.Result("bench-kernels", "ok", 1.0, "cmd")], tmp_path)
     assert "50.0%" in table and "5.0%" in table
+
+
+def test_without_a_gpu_every_step_is_skipped_with_its_reason(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpucheck.main(["--out", str(tmp_path)]) == 1  # nothing validated: not a pass
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [s["name"] for s in summary["steps"]] == [s.name for s in gpucheck.plan(tmp_path, has_gpu=False, sanitizer=None, tests=None)]
+    assert all(s["status"] == "skipped: no CUDA device" for s in summary["steps"])
+    out = capsys.readouterr().out
+    assert "[build] skipped: no CUDA device" in out and "summary.json" in out
