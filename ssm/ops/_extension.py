@@ -292,6 +292,7 @@ def _short_error(err: BaseException) -> str:
 
 
 _STATUS: dict[str, LibraryStatus] = {}
+_UNTESTED: dict[str, LibraryStatus] = {}  # loaded, self-test pending (first load was in a graph capture)
 
 
 def load(name: Library) -> LibraryStatus:
@@ -305,11 +306,14 @@ def load(name: Library) -> LibraryStatus:
         return status
     if torch.compiler.is_compiling():
         return LibraryStatus(name, False, "", "not loaded before torch.compile traced this call")
-    status = _load(name)
+    status = _UNTESTED.pop(name, None) or _load(name)
     if name == "cuda" and status.loaded:
         # Once per process: a known-answer check on this GPU; a mismatch disables the backend.
         from . import _selftest
 
+        if not _selftest.can_run_now():  # inside a CUDA graph capture: test at the next call
+            _UNTESTED[name] = status
+            return status
         status = _selftest.guard(status)
     _STATUS[name] = status
     return status

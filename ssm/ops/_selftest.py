@@ -3,7 +3,7 @@
 The CUDA kernels are checked in CI only through the CPU emulation (``ssm.ops.emulate``), never on
 the user's GPU, compiler and driver. So the first time the CUDA library loads in a process, each
 of its ops runs once on tiny random inputs (a few kernel launches, well under 100 ms) and is
-compared with the plain-PyTorch reference on the same device. On a mismatch the ``cuda``
+compared with the plain-PyTorch reference (the ``*_ref`` functions) on the same device. On a mismatch the ``cuda``
 backend is disabled for the process (``backend="auto"`` then takes ``torch`` for CUDA tensors),
 ONE warning gives the error size, the GPU and how to report it, and ``ssm.ops.backends()`` says
 why. ``SSM_CUDA_SELFTEST=0`` skips the test.
@@ -43,7 +43,16 @@ def errors(device: str | torch.device, ops=None) -> dict[str, float]:
     from .cauchy import cauchy_ref
     from .vandermonde import vandermonde_ref, vandermonde_transpose_ref
 
-    ops = torch.ops.ssm if ops is None else ops
+    # The first op call of a process may come under no_grad or inference_mode; the reference
+    # backward needs autograd.
+    with torch.inference_mode(False), torch.enable_grad():
+        return _errors(device, torch.ops.ssm if ops is None else ops)
+
+
+def _errors(device, ops) -> dict[str, float]:
+    from .cauchy import cauchy_ref
+    from .vandermonde import vandermonde_ref, vandermonde_transpose_ref
+
     gen = torch.Generator().manual_seed(1234)
     R, N, L = 3, 5, 37
     out: dict[str, float] = {}
@@ -84,7 +93,7 @@ def mismatch(device, ops=None) -> str | None:
     if not bad:
         return None
     worst = max(bad, key=bad.get)
-    return f"{worst} max relative error {bad[worst]:.1e} vs the torch backend ({len(bad)} of {len(errs)} checks failed)"
+    return f"{worst} max relative error {bad[worst]:.1e} vs the PyTorch reference ({len(bad)} of {len(errs)} checks failed)"
 
 
 def _device_name() -> str:
@@ -92,6 +101,11 @@ def _device_name() -> str:
         return torch.cuda.get_device_name()
     except (RuntimeError, AssertionError):
         return "unknown GPU"
+
+
+def can_run_now() -> bool:
+    """False while a CUDA graph is being captured: the test's synchronising reads would break it."""
+    return not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
 def guard(status):

@@ -38,6 +38,14 @@ def test_selftest_passes_on_correct_kernels(cpu_ops):
     assert _selftest.mismatch("cpu") is None
 
 
+def test_selftest_works_when_the_first_call_is_under_no_grad_or_inference_mode(cpu_ops):
+    """The first op call of a process (which loads the library) may come from inference code."""
+    with torch.no_grad():
+        assert _selftest.mismatch("cpu") is None
+    with torch.inference_mode():
+        assert _selftest.mismatch("cpu") is None
+
+
 def test_selftest_detects_a_wrong_kernel(cpu_ops):
     problem = _selftest.mismatch("cpu", WrongCauchy())
     assert problem is not None
@@ -61,6 +69,7 @@ def fake_cuda_library(monkeypatch, cpu_ops):
 
     monkeypatch.setattr(_extension, "_load", fake_load)
     monkeypatch.setattr(_extension, "_STATUS", {"cpu": _extension.load("cpu")})
+    monkeypatch.setattr(_extension, "_UNTESTED", {})
     monkeypatch.setattr(_selftest, "mismatch", mismatch_on_cpu)
     monkeypatch.setattr(_selftest, "_device_name", lambda: "FakeGPU 80GB")
     monkeypatch.delenv(_selftest.ENV, raising=False)
@@ -105,3 +114,21 @@ def test_selftest_can_be_skipped(fake_cuda_library, monkeypatch):
     monkeypatch.setenv(_selftest.ENV, "0")
     assert _extension.load("cuda").loaded
     assert calls == []
+
+
+def test_selftest_waits_until_no_cuda_graph_is_being_captured(fake_cuda_library, monkeypatch):
+    """A first load inside a CUDA graph capture defers the test (its reads would break the
+    capture) to the next load outside it; the library is loaded only once."""
+    calls, state = fake_cuda_library
+    state["ops"] = torch.ops.ssm
+    loads = []
+    inner = _extension._load
+    monkeypatch.setattr(_extension, "_load", lambda name: loads.append(name) or inner(name))
+    capturing = [True]
+    monkeypatch.setattr(_selftest, "can_run_now", lambda: not capturing[0])
+    assert _extension.load("cuda").loaded and calls == []
+    assert _extension.load("cuda").loaded and calls == []
+    capturing[0] = False
+    assert _extension.load("cuda").loaded and calls == ["cuda"]
+    assert _extension.load("cuda").loaded and calls == ["cuda"]
+    assert loads == ["cuda"]
