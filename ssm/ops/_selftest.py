@@ -38,11 +38,9 @@ def errors(device: str | torch.device, ops=None) -> dict[str, float]:
     """Relative error of each compiled op on ``device`` against the PyTorch reference.
 
     ``ops`` defaults to ``torch.ops.ssm`` (the library under test: the CUDA one on a CUDA device).
-    Sizes: 3 rows, 5 poles, 37 values of l; z on S4's curve, poles in the left half-plane.
+    Sizes: 3 rows, 5 poles, 37 values of l; z on an arc of radius 1.5, poles in the left
+    half-plane; each dtype against the reference evaluated in that dtype.
     """
-    from .cauchy import cauchy_ref
-    from .vandermonde import vandermonde_ref, vandermonde_transpose_ref
-
     # The first op call of a process may come under no_grad or inference_mode; the reference
     # backward needs autograd.
     with torch.inference_mode(False), torch.enable_grad():
