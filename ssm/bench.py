@@ -1,7 +1,7 @@
 """``ssm-bench``: side-by-side benchmarks, printed as a table and written as JSON.
 
     ssm-bench kernels [--rows 256] [--n 32] [--length 4096] [--repeats 7] [--threads 1,2] [--json out.json]
-    ssm-bench layers [--layers S4,S4D,...] [--d-model 256] [--threads 1,2] [--json out.json]
+    ssm-bench layers [--layers S4,S4D,...] [--d-model 256] [--threads 1,2] [--json out.json]   (CUDA: also peak memory)
     ssm-bench generate [--batches 1,16,64] [--length 256] [--repeats 3] [--threads 1,2] [--json out.json]
 
 ``--threads`` takes a comma list of torch intra-op thread counts (default: torch's own count):
@@ -392,9 +392,13 @@ def bench_layers(args) -> list[dict]:
             y, _ = layer(x)
             y.square().mean().backward()
 
+        # peak memory of one training step above the inputs (CUDA only: an in-process RSS probe
+        # on CPU would be confounded by the allocator's cache)
+        peak = _peak_mb(train_step, device) if device == "cuda" else None
         for t, (med, iqr) in zip(threads, _time_threads(train_step, threads, args.repeats, device), strict=True):
             rows.append({"layer": name, "what": f"fwd+bwd B={args.batch} L={args.length}", "threads": t, "median_ms": med,
-                         "iqr_ms": iqr, "throughput": args.batch * args.length / (med / 1e3), "unit": "tokens/s"})
+                         "iqr_ms": iqr, "throughput": args.batch * args.length / (med / 1e3), "unit": "tokens/s",
+                         "peak_mb": peak})
             print(_layer_row(rows[-1]), flush=True)
         layer.eval()
         with torch.no_grad():
@@ -416,8 +420,9 @@ def bench_layers(args) -> list[dict]:
 
 
 def _layer_row(r: dict) -> str:
+    peak = f"  peak {r['peak_mb']:.0f} MB" if r.get("peak_mb") is not None else ""
     return (f"{r['layer']:8s} {r['what']:26s} {r['threads']:7d} {r['median_ms']:10.3f} {r['iqr_ms']:9.3f} "
-            f"{r['throughput']:14.0f} {r['unit']}")
+            f"{r['throughput']:14.0f} {r['unit']}{peak}")
 
 
 def bench_generate(args) -> list[dict]:

@@ -16,6 +16,11 @@ Where a library comes from, in order:
    upgrade or a different machine sharing a home directory gets a fresh build; the build
    itself prints one log line.
 
+The CUDA toolkit: ``$CUDA_HOME``, else nvcc on PATH, else NVIDIA's PyPI packages next to torch
+(``pip install "ssm[cuda]"``, site-packages/nvidia/cu<major>), else /usr/local/cuda; the headers
+torch's wheel ships are always on the include path. The first time the CUDA library loads in a
+process it runs a known-answer self-test (``_selftest``); a mismatch disables it for the process.
+
 A failed build never raises from an op call: the dispatcher falls back to the PyTorch backend
 and emits ONE warning per library per process carrying the real compiler error and the command
 that retries (``python -m ssm.ops.build``). ``SSM_NO_BUILD=1`` disables just-in-time builds.
@@ -147,8 +152,7 @@ def jit_build(name: Library, *, load: bool = True, verbose: bool = False) -> str
             torch.ops.load_library(str(built))
         return str(built)
     log.warning("ssm: building the compiled %s ops into %s (first use only)", name, build_dir)
-    if name == "cuda":
-        _ensure_cuda_home()
+    cuda_home = _ensure_cuda_home() if name == "cuda" else None
     from torch.utils import cpp_extension
 
     kwargs = dict(
@@ -164,6 +168,7 @@ def jit_build(name: Library, *, load: bool = True, verbose: bool = False) -> str
     if name == "cuda":
         kwargs["extra_cuda_cflags"] = cuda_flags
         kwargs["with_cuda"] = True
+        kwargs["extra_ldflags"] = kwargs.get("extra_ldflags", []) + _cudart_ldflags(cuda_home, build_dir)
     if load:
         cpp_extension.load(**kwargs)
     else:
@@ -183,7 +188,7 @@ def _compile_only(**kwargs) -> None:
         extra_cflags=kwargs["extra_cflags"],
         extra_cuda_cflags=kwargs.get("extra_cuda_cflags"),
         extra_sycl_cflags=None,
-        extra_ldflags=[],
+        extra_ldflags=kwargs.get("extra_ldflags", []),
         extra_include_paths=kwargs["extra_include_paths"],
         build_directory=kwargs["build_directory"],
         verbose=kwargs["verbose"],
@@ -192,20 +197,86 @@ def _compile_only(**kwargs) -> None:
     )
 
 
-def _ensure_cuda_home() -> None:
-    """Point torch at the CUDA toolkit (the parent of nvcc's bin/) when CUDA_HOME is unset."""
-    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
-        return
-    candidates = [Path("/usr/local/cuda")]
+CUDA_EXTRA_HINT = 'pip install "ssm[cuda]"'
+SYSTEM_CUDA = Path("/usr/local/cuda")
+
+
+def _nvidia_dir() -> Path:
+    """site-packages/nvidia: where torch's CUDA wheels (and PyPI's CUDA toolkit) install."""
+    return Path(torch.__file__).resolve().parent.parent / "nvidia"
+
+
+def _pip_cuda_homes(*, matching: bool = True) -> list[Path]:
+    """CUDA toolkits installed from PyPI next to torch: ``ssm[cuda]`` (cuda-toolkit[nvcc]) puts nvcc
+    in site-packages/nvidia/cu<major>/bin, beside the runtime headers torch's wheel brought.
+
+    Only the one of torch's CUDA major unless ``matching=False``: an nvcc of another major would
+    build against a CUDA runtime torch does not use.
+    """
+    homes = sorted(p.parent.parent for p in _nvidia_dir().glob("cu*/bin/nvcc") if p.is_file())
+    major = (torch.version.cuda or "").split(".")[0]
+    return [h for h in homes if h.name == f"cu{major}"] if matching else homes
+
+
+def find_cuda_home() -> Path | None:
+    """The CUDA toolkit to build with: $CUDA_HOME / $CUDA_PATH, else the first toolkit (nvcc and
+    the CUDA runtime headers) among nvcc on PATH, PyPI's under site-packages/nvidia, /usr/local/cuda."""
+    env = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if env:
+        return Path(env)
+    candidates = []
     nvcc = shutil.which("nvcc")
     if nvcc:
-        candidates.insert(0, Path(nvcc).resolve().parent.parent)
-    for home in candidates:
-        if (home / "bin" / "nvcc").is_file() and (home / "include" / "cuda_runtime.h").is_file():
-            os.environ["CUDA_HOME"] = str(home)
-            if "torch.utils.cpp_extension" in sys.modules:  # already resolved at its import
-                sys.modules["torch.utils.cpp_extension"].CUDA_HOME = str(home)
-            return
+        candidates.append(Path(nvcc).resolve().parent.parent)
+    candidates += [*_pip_cuda_homes(), SYSTEM_CUDA]
+    # torch's wheel ships the runtime headers under site-packages/nvidia/*/include (added to the
+    # include path of the build), so a toolkit from PyPI need not bring its own.
+    wheel_headers = any(Path(d, "cuda_runtime.h").is_file() for d in _cuda_include_paths())
+    # A complete toolkit first; then one with nvcc only (PyPI's), when torch's wheel has the headers.
+    for complete in (True, False):
+        for home in candidates:
+            headers = (home / "include" / "cuda_runtime.h").is_file() or (wheel_headers and not complete)
+            if (home / "bin" / "nvcc").is_file() and headers:
+                return home
+    return None
+
+
+def _ensure_cuda_home() -> Path:
+    """Point torch at the CUDA toolkit (see find_cuda_home); raise naming the fix when none exists."""
+    home = find_cuda_home()
+    if home is None:
+        other = [h.name for h in _pip_cuda_homes(matching=False)]
+        found = f" (PyPI's nvcc for {', '.join(other)} is installed, but this torch uses CUDA {torch.version.cuda})" if other else ""
+        raise RuntimeError(
+            f"ssm: no CUDA toolkit (nvcc) was found to build the CUDA ops: not $CUDA_HOME, not on PATH, "
+            f"not under {_nvidia_dir()}/cu*/bin (PyPI){found}, not {SYSTEM_CUDA}. Install the toolkit "
+            f"matched to this torch (CUDA {torch.version.cuda}) with `{CUDA_EXTRA_HINT}`, or set CUDA_HOME."
+        )
+    os.environ["CUDA_HOME"] = str(home)
+    if "torch.utils.cpp_extension" in sys.modules:  # already resolved at its import
+        sys.modules["torch.utils.cpp_extension"].CUDA_HOME = str(home)
+    return home
+
+
+def _cudart_ldflags(home: Path, build_dir: Path) -> list[str]:
+    """A -L flag under which the linker finds libcudart.so, when the toolkit has none.
+
+    torch links CUDA extensions with ``-lcudart``; PyPI's runtime wheel ships only the versioned
+    libcudart.so.<major> (no development symlink), so link through a symlink in the build
+    directory. The library then loads the libcudart.so.<major> that torch itself has loaded.
+    """
+    if any((home / lib / "libcudart.so").exists() for lib in ("lib64", "lib")):
+        return []
+    found = [*sorted((home / "lib").glob("libcudart.so.*")), *sorted(_nvidia_dir().glob("*/lib/libcudart.so.*"))]
+    if not found:
+        return []  # the link then fails with the linker's own message
+    link_dir = build_dir / "cudart-link"
+    link_dir.mkdir(parents=True, exist_ok=True)
+    link = link_dir / "libcudart.so"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(found[0])
+    return [f"-L{link_dir}"]
 
 
 def _local_cuda_arch() -> str:
@@ -226,6 +297,7 @@ def _short_error(err: BaseException) -> str:
 
 
 _STATUS: dict[str, LibraryStatus] = {}
+_UNTESTED: dict[str, LibraryStatus] = {}  # loaded, self-test pending (first load was in a graph capture)
 
 
 def load(name: Library) -> LibraryStatus:
@@ -239,7 +311,16 @@ def load(name: Library) -> LibraryStatus:
         return status
     if torch.compiler.is_compiling():
         return LibraryStatus(name, False, "", "not loaded before torch.compile traced this call")
-    status = _STATUS[name] = _load(name)
+    status = _UNTESTED.pop(name, None) or _load(name)
+    if name == "cuda" and status.loaded:
+        # Once per process: a known-answer check on this GPU; a mismatch disables the backend.
+        from . import _selftest
+
+        if not _selftest.can_run_now():  # inside a CUDA graph capture: test at the next call
+            _UNTESTED[name] = status
+            return status
+        status = _selftest.guard(status)
+    _STATUS[name] = status
     return status
 
 

@@ -1,7 +1,8 @@
 """Build (or rebuild) the compiled ops now and report every backend: ``python -m ssm.ops.build``.
 
 Options: ``--cuda`` also compiles and links the CUDA library even without a GPU (a compile
-check; needs nvcc), ``--verbose`` shows the compiler's output.
+check; needs nvcc: a system toolkit, or PyPI's through ``pip install "ssm[cuda]"``),
+``--verbose`` shows the compiler's output.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     path = _extension.jit_build("cpu", load=False, verbose=args.verbose)
     print(f"cpu library: {path}")
     if args.cuda:
-        path = _extension.jit_build("cuda", load=False, verbose=args.verbose)
+        try:
+            path = _extension.jit_build("cuda", load=False, verbose=args.verbose)
+        except RuntimeError as err:  # e.g. no toolkit: the message names the fix
+            print(f"cuda library: not built: {err}", file=sys.stderr)
+            return 1
         print(f"cuda library (compiled and linked, not loaded): {path}")
     for name, status in backends().items():
         print(f"{name:6s} {status}")
