@@ -12,9 +12,9 @@ Where a library comes from, in order:
    shipped as ``ssm/_C*.so``;
 2. built just in time on first use with ``torch.utils.cpp_extension`` into a cache directory
    (``$SSM_CACHE_DIR``, default ``~/.cache/ssm``). The directory name hashes the sources,
-   compiler flags, torch/CUDA versions and the CPU's instruction-set flags, so an edit, an
-   upgrade or a different machine sharing a home directory gets a fresh build; the build
-   itself prints one log line.
+   compiler flags, the compiler's identity, torch/CUDA versions and the CPU's instruction-set
+   flags (native code only where they can be read), so an edit, an upgrade or a different
+   machine sharing a home directory gets a fresh build; the build itself prints one log line.
 
 The CUDA toolkit: ``$CUDA_HOME``, else nvcc on PATH, else NVIDIA's PyPI packages next to torch
 (``pip install "ssm[cuda]"``, site-packages/nvidia/cu<major>), else /usr/local/cuda; the headers
@@ -23,7 +23,8 @@ process it runs a known-answer self-test (``_selftest``); a mismatch disables it
 
 A failed build never raises from an op call: the dispatcher falls back to the PyTorch backend
 and emits ONE warning per library per process carrying the real compiler error and the command
-that retries (``python -m ssm.ops.build``). ``SSM_NO_BUILD=1`` disables just-in-time builds.
+that retries (``python -m ssm.ops.build``). ``SSM_NO_BUILD=1`` disables just-in-time builds (a
+library already built in the cache for these sources and this machine is still used).
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ CUDA_SOURCES = ["cuda/cauchy_cuda.cu", "cuda/vandermonde_cuda.cu"]
 # libgomp), so the process keeps one thread pool sized by torch.set_num_threads.
 OPENMP = sys.platform.startswith("linux")
 CPU_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"] + (["-fopenmp"] if OPENMP else [])
-# The just-in-time build targets the machine it runs on (its cache key includes the CPU flags);
-# the install-time build stays portable.
-JIT_CPU_FLAGS = CPU_FLAGS + (["-march=native"] if platform.machine() in ("x86_64", "AMD64") else [])
+# The just-in-time build targets the machine it runs on (its cache key includes the CPU's
+# instruction-set flags), but only where those flags could be read: without them two different
+# x86 hosts sharing a cache would share one native build. The install-time build stays portable.
+NATIVE = ["-march=native"] if platform.machine() in ("x86_64", "AMD64") else []
 CUDA_FLAGS = ["-O3", "-lineinfo"]
 
 RETRY_HINT = "python -m ssm.ops.build"
@@ -92,15 +94,32 @@ def cache_root() -> Path:
     return Path(os.environ.get("SSM_CACHE_DIR", Path.home() / ".cache" / "ssm"))
 
 
-def _cpu_signature() -> str:
-    """Instruction-set flags of this CPU, so a -march=native build is never reused elsewhere."""
+def _cpu_signature() -> str | None:
+    """Instruction-set flags of this CPU (so a -march=native build is never reused elsewhere), or
+    None where they cannot be read."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")):
                 return line
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def jit_cpu_flags(signature: str | None) -> list[str]:
+    """Flags of the just-in-time CPU build: native code only for a CPU we can fingerprint."""
+    return CPU_FLAGS + (NATIVE if signature else [])
+
+
+def _compiler_identity() -> str:
+    """The C++ compiler torch will call ($CXX, else c++) and its version banner, for the cache key:
+    a compiler upgrade or a different $CXX gets a fresh build."""
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        banner = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        banner = f"unavailable: {err}"
+    return f"{cxx}: {banner.strip().splitlines()[0] if banner.strip() else '?'}"
 
 
 def _cuda_include_paths() -> list[str]:
@@ -110,6 +129,8 @@ def _cuda_include_paths() -> list[str]:
 
 
 def _build_key(sources: list[Path], flags: list[str], extra: str) -> str:
+    """Hash of everything the built library depends on: sources and headers, flags, torch, CUDA,
+    Python, the compiler, and ``extra`` (CPU fingerprint or CUDA targets)."""
     h = hashlib.sha256()
     for src in sources:
         h.update(src.name.encode())
@@ -118,7 +139,7 @@ def _build_key(sources: list[Path], flags: list[str], extra: str) -> str:
     for header in sorted(headers):
         h.update(header.read_bytes())
     h.update(" ".join(flags).encode())
-    h.update(f"{torch.__version__}|{torch.version.cuda}|{sys.version_info[:2]}|{extra}".encode())
+    h.update(f"{torch.__version__}|{torch.version.cuda}|{sys.version_info[:2]}|{_compiler_identity()}|{extra}".encode())
     return h.hexdigest()[:16]
 
 
@@ -127,62 +148,95 @@ def _installed_library(name: Library) -> str | None:
     return spec.origin if spec is not None and spec.origin else None
 
 
-def jit_build(name: Library, *, load: bool = True, verbose: bool = False) -> str:
-    """Compile one library into the cache (if not already there) and optionally load it.
+@dataclass(frozen=True)
+class _Plan:
+    """What a just-in-time build of one library compiles, and where its result lives."""
 
-    Returns the path of the shared library. Raises the build's error unchanged.
-    """
+    sources: list[Path]
+    cflags: list[str]
+    cuda_flags: list[str]
+    build_dir: Path
+    lib_name: str
+
+    @property
+    def built(self) -> Path:
+        return self.build_dir / f"{self.lib_name}.so"
+
+    @property
+    def done(self) -> Path:  # written only after a build finished (torch's lock file persists)
+        return self.build_dir / "BUILT"
+
+    def cached(self) -> bool:
+        """Same sources, flags, torch, compiler and machine: the cached library is the one we would build."""
+        return self.built.exists() and self.done.exists()
+
+
+def _plan(name: Library) -> _Plan:
     root = source_dir()
     if name == "cpu":
         sources = [root / s for s in CPU_SOURCES]
-        cflags, cuda_flags, extra = JIT_CPU_FLAGS, [], _cpu_signature()
+        signature = _cpu_signature()
+        cflags, cuda_flags, extra = jit_cpu_flags(signature), [], signature or f"portable {platform.machine()}"
     else:
         sources = [root / s for s in CUDA_SOURCES]
         cflags, cuda_flags = CPU_FLAGS, CUDA_FLAGS
         extra = os.environ.get("TORCH_CUDA_ARCH_LIST", "") or _local_cuda_arch()
     key = _build_key(sources, cflags + cuda_flags, extra)
     lib_name = f"ssm_{name}_ops"
-    build_dir = cache_root() / f"{lib_name}-{key}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    built = build_dir / f"{lib_name}.so"
-    done = build_dir / "BUILT"  # written only after a build finished (torch's lock file persists)
-    if built.exists() and done.exists():
-        # Same sources, flags, torch and machine: the cached library is the one we would build.
+    return _Plan(sources, cflags, cuda_flags, cache_root() / f"{lib_name}-{key}", lib_name)
+
+
+def jit_build(name: Library, *, load: bool = True, verbose: bool = False) -> str:
+    """Compile one library into the cache (if not already there) and optionally load it.
+
+    Returns the path of the shared library. Raises the build's error unchanged.
+    """
+    plan = _plan(name)
+    plan.build_dir.mkdir(parents=True, exist_ok=True)
+    if plan.cached():
         if load:
-            torch.ops.load_library(str(built))
-        return str(built)
-    log.warning("ssm: building the compiled %s ops into %s (first use only)", name, build_dir)
+            torch.ops.load_library(str(plan.built))
+        return str(plan.built)
+    log.warning("ssm: building the compiled %s ops into %s (first use only)", name, plan.build_dir)
     cuda_home = _ensure_cuda_home() if name == "cuda" else None
     from torch.utils import cpp_extension
 
     kwargs = dict(
-        name=lib_name,
-        sources=[str(s) for s in sources],
-        extra_cflags=cflags,
-        extra_include_paths=[str(root)] + (_cuda_include_paths() if name == "cuda" else []),
-        build_directory=str(build_dir),
+        name=plan.lib_name,
+        sources=[str(s) for s in plan.sources],
+        extra_cflags=plan.cflags,
+        extra_include_paths=[str(source_dir())] + (_cuda_include_paths() if name == "cuda" else []),
+        build_directory=str(plan.build_dir),
         verbose=verbose,
         is_python_module=False,
         is_standalone=False,
     )
     if name == "cuda":
-        kwargs["extra_cuda_cflags"] = cuda_flags
+        kwargs["extra_cuda_cflags"] = plan.cuda_flags
         kwargs["with_cuda"] = True
-        kwargs["extra_ldflags"] = kwargs.get("extra_ldflags", []) + _cudart_ldflags(cuda_home, build_dir)
+        kwargs["extra_ldflags"] = _cudart_ldflags(cuda_home, plan.build_dir)
     if load:
         cpp_extension.load(**kwargs)
     else:
         # Compile and link without loading: checks the CUDA sources on machines with no GPU.
         _compile_only(**kwargs)
-    done.write_text(f"{built}\n")
-    return str(built)
+    plan.done.write_text(f"{plan.built}\n")
+    return str(plan.built)
 
 
 def _compile_only(**kwargs) -> None:
-    """Run the same ninja build as ``cpp_extension.load`` but stop before loading the library."""
+    """Run the same ninja build as ``cpp_extension.load`` but stop before loading the library.
+
+    torch has no public call for that, so this uses the private step ``load`` runs first. Its
+    keyword arguments changed across releases (``extra_sycl_cflags``/``with_sycl`` arrived in
+    2.7), so only those this torch's version accepts are passed.
+    """
+    import inspect
+
     from torch.utils import cpp_extension
 
-    cpp_extension._write_ninja_file_and_build_library(
+    build = cpp_extension._write_ninja_file_and_build_library
+    wanted = dict(
         name=kwargs["name"],
         sources=kwargs["sources"],
         extra_cflags=kwargs["extra_cflags"],
@@ -195,6 +249,8 @@ def _compile_only(**kwargs) -> None:
         with_cuda=kwargs.get("with_cuda", False),
         with_sycl=False,
     )
+    accepted = inspect.signature(build).parameters
+    build(**{k: v for k, v in wanted.items() if k in accepted})
 
 
 CUDA_EXTRA_HINT = 'pip install "ssm[cuda]"'
@@ -341,7 +397,12 @@ def _load(name: Library) -> LibraryStatus:
             log.warning("ssm: the installed %s ops at %s failed to load (%s); rebuilding", name,
                         installed, err)
     if os.environ.get("SSM_NO_BUILD", "") not in ("", "0"):
-        return LibraryStatus(name, False, "", "SSM_NO_BUILD is set")
+        plan = _plan(name)  # a library already built for these sources and this machine still serves
+        if not plan.cached():
+            return LibraryStatus(name, False, "", "SSM_NO_BUILD is set and no library is built in the cache")
+        torch.ops.load_library(str(plan.built))
+        _register_python_side()
+        return LibraryStatus(name, True, "jit", str(plan.built))
     try:
         path = jit_build(name)
     except (RuntimeError, OSError, subprocess.CalledProcessError, ImportError) as err:

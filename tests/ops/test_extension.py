@@ -179,3 +179,49 @@ def test_cuda_sources_compile_and_link(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert proc.returncode == 0, f"CUDA build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     assert os.path.isfile(proc.stdout.strip().splitlines()[-1])
+
+
+def test_no_build_switch_still_uses_a_library_already_built():
+    assert _extension.load("cpu").loaded  # the cache now holds this machine's library
+    env = dict(os.environ, SSM_NO_BUILD="1")
+    env.pop("SSM_BACKEND", None)
+    code = "import ssm.ops; print(ssm.ops.backends()['cpp'])"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("available (jit:"), proc.stdout  # keops may print first
+
+
+def test_native_code_only_for_a_cpu_with_a_fingerprint(monkeypatch):
+    if not _extension.NATIVE:
+        pytest.skip("no native flag on this architecture")
+    assert "-march=native" in _extension.jit_cpu_flags("flags : avx2 fma")
+    assert "-march=native" not in _extension.jit_cpu_flags(None)
+    native = _extension._plan("cpu")
+    monkeypatch.setattr(_extension, "_cpu_signature", lambda: None)
+    portable = _extension._plan("cpu")
+    assert "-march=native" not in portable.cflags and portable.build_dir != native.build_dir
+
+
+def test_the_compiler_is_part_of_the_cache_key(monkeypatch, tmp_path):
+    before = _extension._plan("cpu").build_dir
+    other = tmp_path / "other-c++"
+    other.write_text("#!/bin/sh\necho 'other-c++ (Fancy) 99.1'\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("CXX", str(other))
+    assert "other-c++ (Fancy) 99.1" in _extension._compiler_identity()
+    assert _extension._plan("cpu").build_dir != before
+
+
+def test_compile_only_passes_only_the_arguments_this_torch_accepts(monkeypatch):
+    from torch.utils import cpp_extension
+
+    seen = {}
+
+    def older_torch_build(name, sources, extra_cflags, extra_cuda_cflags, extra_ldflags, extra_include_paths,
+                          build_directory, verbose, with_cuda):  # no sycl arguments, as before torch 2.7
+        seen.update(name=name, with_cuda=with_cuda, ldflags=extra_ldflags)
+
+    monkeypatch.setattr(cpp_extension, "_write_ninja_file_and_build_library", older_torch_build)
+    _extension._compile_only(name="x", sources=["a.cpp"], extra_cflags=[], extra_include_paths=[], build_directory="d",
+                             verbose=False, with_cuda=True, extra_ldflags=["-Lz"])
+    assert seen == {"name": "x", "with_cuda": True, "ldflags": ["-Lz"]}
