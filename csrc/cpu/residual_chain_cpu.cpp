@@ -25,6 +25,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "../parallel.h"
@@ -35,6 +37,17 @@ namespace {
 enum Kind : int64_t { kFeedForward = 0, kChannelSSM = 1, kDenseSSM = 2 };
 enum Act : int64_t { kIdentity = 0, kGelu = 1, kSilu = 2, kRelu = 3, kTanh = 4 };
 enum Final : int64_t { kNone = 0, kLinear = 1, kGlu = 2 };
+
+// The op takes its choices as strings (the names ssm.ops.step documents); the codes stay in here.
+int64_t choice(c10::string_view value, std::initializer_list<const char*> names, const char* what) {
+  int64_t code = 0;
+  std::string listed;
+  for (const char* name : names) {
+    if (value == name) return code;
+    listed += (code++ ? ", " : "") + std::string(name);
+  }
+  TORCH_CHECK(false, "ssm.residual_chain: ", what, " must be one of ", listed, ", got '", std::string(value), "'");
+}
 
 constexpr int64_t kFeedForwardParams = 6;  // ln_w, ln_b, W1 (H, F), b1 (F,), W2 (F, H), b2 (H,)
 constexpr int64_t kSSMParams = 5;          // ln_w, ln_b, d (H,) or (H, H), W (H, H or 2H), b
@@ -187,15 +200,18 @@ void run_chain(at::Tensor& x, at::TensorList params, at::TensorList ys, at::Tens
 }
 
 at::Tensor residual_chain_cpu(const at::Tensor& x_in, at::TensorList params, at::TensorList ys, at::TensorList us,
-                              at::IntArrayRef kinds, at::ArrayRef<double> eps, int64_t act, int64_t final_,
-                              at::TensorList collect, at::TensorList add) {
+                              c10::List<std::string> kind_names, at::ArrayRef<double> eps, c10::string_view activation,
+                              c10::string_view final_name, at::TensorList collect, at::TensorList add) {
   TORCH_CHECK(x_in.dim() == 2, "ssm.residual_chain: `x` must be (B, H), got shape ", x_in.sizes());
   TORCH_CHECK(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble,
               "ssm.residual_chain: `x` must be float32 or float64, got ", x_in.scalar_type());
-  TORCH_CHECK(act >= kIdentity && act <= kTanh, "ssm.residual_chain: `activation` code must be in [0, 4], got ",
-              act);
-  TORCH_CHECK(final_ >= kNone && final_ <= kGlu, "ssm.residual_chain: `final` code must be in [0, 2], got ",
-              final_);
+  const int64_t act = choice(activation, {"identity", "gelu", "silu", "relu", "tanh"}, "`activation`");
+  const int64_t final_ = choice(final_name, {"identity", "linear", "glu"}, "`final`");
+  std::vector<int64_t> kinds;
+  for (size_t j = 0; j < kind_names.size(); ++j) {
+    const std::string name = kind_names.get(j);
+    kinds.push_back(choice(name, {"feed_forward", "channel_ssm", "dense_ssm"}, "each of `kinds`"));
+  }
   TORCH_CHECK(eps.size() == kinds.size(), "ssm.residual_chain: `eps` needs one entry per block (",
               kinds.size(), "), got ", eps.size());
   TORCH_CHECK(collect.empty() || collect.size() == kinds.size(),
@@ -208,8 +224,6 @@ at::Tensor residual_chain_cpu(const at::Tensor& x_in, at::TensorList params, at:
   int64_t p = 0, layer = 0;
   for (size_t j = 0; j < kinds.size(); ++j) {
     const int64_t k = kinds[j], blk = static_cast<int64_t>(j);
-    TORCH_CHECK(k == kFeedForward || k == kChannelSSM || k == kDenseSSM, "ssm.residual_chain: block ", blk,
-                ": kind must be 0 (feed-forward), 1 (per-channel SSM) or 2 (S5), got ", k);
     const int64_t need = k == kFeedForward ? kFeedForwardParams : kSSMParams;
     TORCH_CHECK(p + need <= static_cast<int64_t>(params.size()), "ssm.residual_chain: `params` ends inside block ",
                 blk);

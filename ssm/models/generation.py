@@ -15,7 +15,7 @@ the same function with far fewer operations:
   ``d * u`` stays in the chain;
 - on CPU, each tier's depth-sequential chain (layer norms, skip terms, activations, output
   linears, feed-forward blocks: about seven ATen calls per block) is one call of the compiled op
-  ``ssm.residual_chain``, and the S4/S4D/S4-PTD bank's chunk work is done by ``ssm.siso_bank_begin``
+  ``ssm.ops.step.residual_chain``, and the S4/S4D/S4-PTD bank's chunk work is done by ``siso_bank_begin``
   / ``_end`` (``backend="auto"`` or ``"cpp"``); ``backend="torch"`` runs the PyTorch versions,
   which are the reference the compiled ones are tested against;
 - states, pooling buffers, queues and logits are preallocated and updated in place;
@@ -49,6 +49,7 @@ from ..kernels.dplr import DPLRSSM
 from ..kernels.s5 import S5SSM
 from ..layers.base import _ACTIVATIONS, SSMBlock
 from ..ops import _dispatch
+from ..ops import step as step_ops
 from .sashimi import FeedForward, Residual, SaShiMi, SaShiMiState, TierState
 
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
@@ -137,8 +138,8 @@ class _SisoBank:
     cost far more per matrix on CPU; this layout keeps those pushes contiguous, and costs one
     transposing copy each way per chunk). T = 1 is the plain per-step update.
 
-    ``fused=True`` does the same three things with the compiled CPU ops ``ssm.siso_bank_begin``
-    and ``ssm.siso_bank_end`` (csrc/cpu/siso_bank_cpu.cpp): one pass over the rows per call, each
+    ``fused=True`` does the same three things with the compiled CPU ops ``ssm.ops.step.siso_bank_begin``
+    and ``siso_bank_end`` (csrc/cpu/siso_bank_cpu.cpp): one pass over the rows per call, each
     row's small products done while its state block is in L1, no transposing copies; the ATen
     calls here are their reference.
     """
@@ -164,7 +165,7 @@ class _SisoBank:
         self.FTr = torch.cat([FE.real, -FE.imag], -1).reshape(KH, T * m, 2 * n)  # row j*m+q
         UE = Pw[:T].flip(0).permute(1, 2, 0).unsqueeze(-1) * Uw.transpose(1, 2).unsqueeze(2)  # (KH, n, T, m)
         self.Ur = torch.cat([UE.real, UE.imag], 1).reshape(KH, 2 * n, T * m)  # column s*m+p: E^(T-1-s) U_p
-        self.fused = fused  # torch.ops.ssm.siso_bank_begin / _end instead of the ATen calls below
+        self.fused = fused  # ssm.ops.step.siso_bank_begin / _end instead of the ATen calls below
         real = {"device": device, "dtype": dtype}
         Kd = Kd.to(**real).contiguous()  # (T-1, m_p, m_q, KH): coefficient of psi_hat_s[p] in psi_{s+1+d}[q]
         if fused:
@@ -191,7 +192,7 @@ class _SisoBank:
     def begin(self) -> list:
         if self.j == 0:
             if self.fused:
-                torch.ops.ssm.siso_bank_begin(self.FTr, self.Xr, self.Acc)
+                step_ops.siso_bank_begin(self.FTr, self.Xr, self.Acc)
                 return self.slots[0]
             T, m, KH, B = self.Acc.shape
             torch.bmm(self.FTr, self.Xr, out=self.Ab)  # Re(F E^j X0)
@@ -201,7 +202,7 @@ class _SisoBank:
     def end(self) -> None:
         j, T = self.j, self.T
         if self.fused:
-            torch.ops.ssm.siso_bank_end(self.Xr, self.Acc, self.Kd, self.Ur, self.ETr, self.ETi, j)
+            step_ops.siso_bank_end(self.Xr, self.Acc, self.Kd, self.Ur, self.ETr, self.ETi, j)
             self.j = j + 1 if j + 1 < T else 0
             return
         if j + 1 < T:  # push psi_hat_j into the later steps of the chunk
@@ -321,16 +322,12 @@ def _fused_chain_reason(model: SaShiMi, device: torch.device, dtype: torch.dtype
     if compile:
         return "compile=True traces the Python chain"
     acts = {b.f.activation for b in model.modules() if isinstance(b, Residual) and isinstance(b.f, SSMBlock)}
-    if not acts <= set(_CHAIN_ACT):
-        return f"activation {sorted(acts - set(_CHAIN_ACT))} has no fused kernel"
+    if not acts <= set(step_ops.ACTIVATIONS):
+        return f"activation {sorted(acts - set(step_ops.ACTIVATIONS))} has no fused kernel"
     return _dispatch.compiled("cpu", "cpu", [torch.empty(0, dtype=dtype, device=device)],
                               dtypes=(torch.float32, torch.float64))
 
 
-# codes of torch.ops.ssm.residual_chain (csrc/registration.cpp)
-_CHAIN_KIND = {True: 1, False: 2}  # per-channel bank / S5 bank
-_CHAIN_ACT = {"identity": 0, "gelu": 1, "silu": 2, "relu": 3, "tanh": 4}
-_CHAIN_FINAL = {"identity": 0, "linear": 1, "glu": 2}
 
 
 def _t(w: torch.Tensor, dtype, device) -> torch.Tensor:
@@ -364,18 +361,18 @@ class _FastTier:
                                   _t(f.fc2.weight.t(), dtype, device), _t(f.fc2.bias, dtype, device)))
         self.chain = torch.compile(self._chain, dynamic=False) if compile else self._chain
         self.fused = None
-        if fused:  # the same plan, flattened for torch.ops.ssm.residual_chain
+        if fused:  # the same plan, flattened for ssm.ops.step.residual_chain
             params, kinds, eps = [], [], []
             for ssm, _shape, w, b, e, a1, a2, a3, a4 in self.plan:
                 eps.append(e)
                 if ssm:
-                    kinds.append(_CHAIN_KIND[self.bank.siso])
+                    kinds.append("channel_ssm" if self.bank.siso else "dense_ssm")
                     empty = w.new_empty(0)
                     params += [w, b, a2, empty if a3 is None else a3, empty if a4 is None else a4]
                 else:
-                    kinds.append(0)
+                    kinds.append("feed_forward")
                     params += [w, b, a1, a2, a3, a4]
-            self.fused = (params, kinds, eps, _CHAIN_ACT[first.activation], _CHAIN_FINAL[self.final])
+            self.fused = (params, kinds, eps, first.activation, self.final)
 
     def _chain(self, x: torch.Tensor, slots, collect, add) -> torch.Tensor:
         """The depth-sequential part; ``slots[i] = (y_state, u_slot)`` views of layer i's bank rows."""
@@ -406,7 +403,7 @@ class _FastTier:
         if self.fused is not None:
             params, kinds, eps, act, final = self.fused
             ys, us = self.bank.slot_lists[self.bank.j]
-            x = torch.ops.ssm.residual_chain(x, params, ys, us, kinds, eps, act, final, collect or [], add or [])
+            x = step_ops.residual_chain(x, params, ys, us, kinds, eps, act, final, collect or (), add or ())
         else:
             x = self.chain(x, slots, collect, add)
         self.bank.end()

@@ -6,6 +6,8 @@ environment variable ``SSM_BACKEND`` forces one everywhere). ``backends()`` repo
 available here and why the rest is not.
 """
 
+from . import _selftest  # registers the CUDA library's load-time self-test
+from . import step  # the generation step's compiled ops (their fake kernels register at import)
 from ._dispatch import backends
 from .cauchy import cauchy, cauchy_ref
 from .fftconv import fftconv, fftconv_ref

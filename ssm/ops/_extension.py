@@ -1,8 +1,9 @@
-"""Build and load the compiled ops in ``csrc/`` (registered as ``torch.ops.ssm.*``).
+"""Build and load the compiled ops in ``csrc/`` (implementations of ``torch.ops.ssm.*``).
 
-Two shared libraries:
+The op schemas, fake kernels and autograd formulas are Python's (``_schemas`` and the wrapper
+modules, registered at import); the two shared libraries only implement them:
 
-* ``cpu``: the op schemas (``csrc/registration.cpp``) and the fused C++ CPU kernels.
+* ``cpu``: the fused C++ CPU kernels (and the library's own diagnostics, ``csrc/registration.cpp``).
 * ``cuda``: CUDA kernels for the same schemas; built only where a CUDA device is present
   (or when forced, which the test suite does to check that every ``.cu`` file compiles).
 
@@ -38,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -354,6 +356,10 @@ def _short_error(err: BaseException) -> str:
 
 _STATUS: dict[str, LibraryStatus] = {}
 _UNTESTED: dict[str, LibraryStatus] = {}  # loaded, self-test pending (first load was in a graph capture)
+# library -> (can the check run now?, the check): run once when the library first loads. The CUDA
+# self-test registers itself here (ssm.ops._selftest, imported by ssm.ops), so that this module
+# imports none of the ops it builds: ssm/ops stays free of import cycles.
+GUARDS: dict[str, tuple[Callable[[], bool], Callable[[LibraryStatus], LibraryStatus]]] = {}
 
 
 def load(name: Library) -> LibraryStatus:
@@ -368,14 +374,14 @@ def load(name: Library) -> LibraryStatus:
     if torch.compiler.is_compiling():
         return LibraryStatus(name, False, "", "not loaded before torch.compile traced this call")
     status = _UNTESTED.pop(name, None) or _load(name)
-    if name == "cuda" and status.loaded:
-        # Once per process: a known-answer check on this GPU; a mismatch disables the backend.
-        from . import _selftest
-
-        if not _selftest.can_run_now():  # inside a CUDA graph capture: test at the next call
+    guard = GUARDS.get(name)
+    if guard is not None and status.loaded:
+        # Once per process: a known-answer check (the CUDA self-test); a mismatch disables the backend.
+        can_run_now, check = guard
+        if not can_run_now():  # e.g. inside a CUDA graph capture: test at the next call
             _UNTESTED[name] = status
             return status
-        status = _selftest.guard(status)
+        status = check(status)
     _STATUS[name] = status
     return status
 
@@ -391,7 +397,6 @@ def _load(name: Library) -> LibraryStatus:
     if installed is not None:
         try:
             torch.ops.load_library(installed)
-            _register_python_side()
             return LibraryStatus(name, True, "install", installed)
         except OSError as err:  # e.g. built against another torch: fall through to the JIT build
             log.warning("ssm: the installed %s ops at %s failed to load (%s); rebuilding", name,
@@ -401,7 +406,6 @@ def _load(name: Library) -> LibraryStatus:
         if not plan.cached():
             return LibraryStatus(name, False, "", "SSM_NO_BUILD is set and no library is built in the cache")
         torch.ops.load_library(str(plan.built))
-        _register_python_side()
         return LibraryStatus(name, True, "jit", str(plan.built))
     try:
         path = jit_build(name)
@@ -414,12 +418,4 @@ def _load(name: Library) -> LibraryStatus:
             stacklevel=3,
         )
         return LibraryStatus(name, False, "", f"build failed: {_short_error(err).splitlines()[0]}")
-    _register_python_side()
     return LibraryStatus(name, True, "jit", path)
-
-
-def _register_python_side() -> None:
-    """Fake (meta) kernels and autograd formulas for the ops, registered once."""
-    from . import _registrations
-
-    _registrations.register()

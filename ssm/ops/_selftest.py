@@ -17,6 +17,10 @@ from dataclasses import replace
 
 import torch
 
+from . import _extension
+from .cauchy import cauchy_ref
+from .vandermonde import vandermonde_ref, vandermonde_transpose_ref
+
 ENV = "SSM_CUDA_SELFTEST"
 # Normwise relative error allowed against the reference. Loose on purpose: the test is for wrong
 # results (a broken build, a miscompiled kernel: errors of order 1), not for rounding.
@@ -48,9 +52,6 @@ def errors(device: str | torch.device, ops=None) -> dict[str, float]:
 
 
 def _errors(device, ops) -> dict[str, float]:
-    from .cauchy import cauchy_ref
-    from .vandermonde import vandermonde_ref, vandermonde_transpose_ref
-
     gen = torch.Generator().manual_seed(1234)
     R, N, L = 3, 5, 37
     out: dict[str, float] = {}
@@ -123,3 +124,7 @@ def guard(status):
         stacklevel=4,
     )
     return replace(status, loaded=False, detail=f"disabled by the self-test on {gpu}: {problem}")
+
+
+# looked up at each load (not bound now), so that a patched can_run_now / guard is the one used
+_extension.GUARDS["cuda"] = (lambda: can_run_now(), lambda status: guard(status))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _dispatch, _validate
+from . import _dispatch, _schemas, _validate  # noqa: F401  (_schemas: torch.ops.ssm.* defined)
 from ._dispatch import Backend
 
 __all__ = ["cauchy", "cauchy_ref"]
@@ -121,6 +121,38 @@ def _keops(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def _no_z_grad(z):
     return "a gradient for `z` is only computed by the torch and keops backends" if z.requires_grad else None
+
+
+# ---- the compiled op torch.ops.ssm.cauchy: fake kernel and autograd, registered at import -----
+
+
+@torch.library.register_fake("ssm::cauchy")
+def _cauchy_fake(v, z, w):
+    torch._check(v.dim() == 2 and w.shape == v.shape and z.dim() == 1,
+                 lambda: f"ssm::cauchy: v, w (R, N) and z (L,), got {tuple(v.shape)}, {tuple(w.shape)}, {tuple(z.shape)}")
+    return v.new_empty((v.shape[0], z.shape[0]))  # (R, L)
+
+
+@torch.library.register_fake("ssm::cauchy_backward")
+def _cauchy_backward_fake(grad, v, z, w):
+    torch._check(grad.shape == (v.shape[0], z.shape[0]),
+                 lambda: f"ssm::cauchy_backward: grad must be (R, L) = {(v.shape[0], z.shape[0])}, got {tuple(grad.shape)}")
+    return torch.empty_like(v), torch.empty_like(w)
+
+
+def _cauchy_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _cauchy_vjp(ctx, grad):
+    v, z, w = ctx.saved_tensors
+    if ctx.needs_input_grad[1]:
+        raise NotImplementedError("ssm::cauchy computes no gradient for `z`; use backend='torch' or 'keops'")
+    gv, gw = torch.ops.ssm.cauchy_backward(grad.contiguous(), v, z, w)
+    return gv, None, gw
+
+
+torch.library.register_autograd("ssm::cauchy", _cauchy_vjp, setup_context=_cauchy_setup)
 
 
 PREDICATES = {

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import _dispatch, _validate
+from . import _dispatch, _schemas, _validate  # noqa: F401  (_schemas: torch.ops.ssm.* defined)
 from ._dispatch import Backend
 
 __all__ = ["vandermonde", "vandermonde_ref", "vandermonde_transpose", "vandermonde_transpose_ref"]
@@ -181,6 +181,60 @@ def _keops_sums(u, x):
     x_i = LazyTensor(x.reshape(R, N, 1, 1))  # i: the N axis
     u_j = LazyTensor(u.to(x.dtype).reshape(R, 1, L, 1))  # j: the L axis, reduced
     return (u_j * (x_i * LazyTensor(ln)).exp()).sum(dim=2).reshape(R, N)[:, :N0]
+
+
+# ---- the compiled ops torch.ops.ssm.vandermonde(_sums): fake kernels and autograd -----------
+
+
+def _vand_op(v, x, L):
+    return torch.ops.ssm.vandermonde(v, x, L)
+
+
+def _sums_op(u, x, weighted):
+    return torch.ops.ssm.vandermonde_sums(u, x, weighted)
+
+
+@torch.library.register_fake("ssm::vandermonde")
+def _vandermonde_fake(v, x, L):
+    torch._check(v.dim() == 2 and x.shape == v.shape,
+                 lambda: f"ssm::vandermonde: v, x must be (R, N) alike, got {tuple(v.shape)}, {tuple(x.shape)}")
+    torch._check(L >= 0, lambda: f"ssm::vandermonde: L must be >= 0, got {L}")
+    return v.new_empty((v.shape[0], L), dtype=_validate.REAL_OF[v.dtype])  # (R, L) real
+
+
+@torch.library.register_fake("ssm::vandermonde_sums")
+def _sums_fake(u, x, weighted):
+    torch._check(u.dim() == 2 and x.dim() == 2 and u.shape[0] == x.shape[0],
+                 lambda: f"ssm::vandermonde_sums: u (R, L) and x (R, N), got {tuple(u.shape)}, {tuple(x.shape)}")
+    return torch.empty_like(x), (torch.empty_like(x) if weighted else x.new_empty(0))
+
+
+def _vand_setup(ctx, inputs, output):
+    v, x, _ = inputs
+    ctx.save_for_backward(v, x)
+
+
+def _vand_backward(ctx, grad):
+    v, x = ctx.saved_tensors
+    gv, gx = vandermonde_vjp(grad, v, x, ctx.needs_input_grad[0], ctx.needs_input_grad[1], _sums_op)
+    return gv, gx, None
+
+
+def _sums_setup(ctx, inputs, output):
+    u, x, weighted = inputs
+    ctx.weighted = weighted
+    ctx.save_for_backward(u, x)
+
+
+def _sums_backward(ctx, grad_s, grad_t):
+    u, x = ctx.saved_tensors
+    gu, gx = sums_vjp(grad_s, grad_t, u, x, ctx.weighted, ctx.needs_input_grad[0], ctx.needs_input_grad[1],
+                      _vand_op, _sums_op)
+    return gu, gx, None
+
+
+torch.library.register_autograd("ssm::vandermonde", _vand_backward, setup_context=_vand_setup)
+torch.library.register_autograd("ssm::vandermonde_sums", _sums_backward, setup_context=_sums_setup)
 
 
 # ---- dispatch ------------------------------------------------------------------------------

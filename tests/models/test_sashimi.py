@@ -207,8 +207,12 @@ def test_compiled_step_ops_reject_bad_input_and_change_nothing():
             torch.ops.ssm.residual_chain(x, bad, ys, us, kinds, eps, act, final, [], [])
         with pytest.raises(RuntimeError, match=r"`x` must be \(B, H\)"):
             torch.ops.ssm.residual_chain(x[0], params, ys, us, kinds, eps, act, final, [], [])
-        with pytest.raises(RuntimeError, match="`activation` code must be in"):
-            torch.ops.ssm.residual_chain(x, params, ys, us, kinds, eps, 9, final, [], [])
+        with pytest.raises(RuntimeError, match="`activation` must be one of identity, gelu, silu, relu, tanh, got 'swish'"):
+            torch.ops.ssm.residual_chain(x, params, ys, us, kinds, eps, "swish", final, [], [])
+        with pytest.raises(RuntimeError, match="`final` must be one of identity, linear, glu, got 'relu'"):
+            torch.ops.ssm.residual_chain(x, params, ys, us, kinds, eps, act, "relu", [], [])
+        with pytest.raises(RuntimeError, match="each of `kinds` must be one of feed_forward, channel_ssm, dense_ssm"):
+            torch.ops.ssm.residual_chain(x, params, ys, us, ["ssm", *kinds[1:]], eps, act, final, [], [])
         assert all(torch.equal(a, b) for a, b in zip(us, before))  # validated before anything is written
         bank = tier.bank
         with pytest.raises(RuntimeError, match=r"`j` must be in \[0, 8\)"):

@@ -81,7 +81,8 @@ def _cases():
 
     def chain():
         us = [u_slot.clone()]
-        out = ops.residual_chain(xb, ff + ssm_block, [s_in], us, [0, 1], [1e-5, 1e-5], 3, 2, [], [])
+        out = ops.residual_chain(xb, ff + ssm_block, [s_in], us, ["feed_forward", "channel_ssm"], [1e-5, 1e-5], "relu",
+                                 "glu", [], [])
         return out, us[0]
 
     def bank_begin():
