@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import AtomicCheckpointIO, ForecastPlot, RandomState, RunSummary
+from .data import instantiate_data
 from .loggers import instantiate_loggers
 from .module import SequenceLightningModule
 from .pretraining import (
@@ -43,7 +44,7 @@ def config_dir() -> Path:
 
 def build(cfg: DictConfig):
     """(datamodule, lightning module, trainer) from a composed config; nothing is run."""
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate_data(cfg)  # fills d_input/d_output left as ??? from the data
     model = instantiate(cfg.model)
     if cfg.get("pretrained"):  # fine-tuning: start from a self-pretrained backbone
         report = load_pretrained(model, cfg.pretrained)
@@ -87,7 +88,7 @@ def train(cfg: DictConfig) -> dict:
     # they are the run's own files (or one the user named), so they are loaded in full.
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
     results = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if cfg.get("test", True) and not trainer.fast_dev_run:
+    if cfg.get("test", True) and not trainer.fast_dev_run and getattr(datamodule, "has_test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         results.update({k: float(v) for k, v in (tested[0] if tested else {}).items()})

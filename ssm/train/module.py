@@ -74,6 +74,14 @@ class SequenceLightningModule(L.LightningModule):
         self.log_dict(metrics, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x))
         return loss
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # how to read new data like the training data (labels, standardisation, reader options),
+        # as plain Python types so a weights_only load can read it; ssm-predict uses it
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        describe = getattr(datamodule, "describe", None)
+        if callable(describe):
+            checkpoint["data_info"] = describe()
+
     def training_step(self, batch, batch_idx):
         return self._shared_step(batch, "train")
 
