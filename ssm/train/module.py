@@ -16,7 +16,7 @@ from torch import nn
 
 from ..optim import param_groups
 from .loading import load  # noqa: F401  (ssm.train.module.load stays importable)
-from .tasks import Task
+from .tasks import Task, run_model
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,8 +46,7 @@ class SequenceLightningModule(L.LightningModule):
             setattr(self, f"{stage}_metrics", task.metrics().clone(prefix=f"{stage}/"))
 
     def forward(self, x, lengths=None):
-        x = self.task.prepare(x)
-        return self.model(x) if lengths is None else self.model(x, lengths=lengths)
+        return run_model(self.task, self.model, x, lengths)
 
     def _shared_step(self, batch, stage: str):
         # (x, y) or (x, y, lengths): padded batches carry their true lengths for the model's masks

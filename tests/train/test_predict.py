@@ -1,0 +1,181 @@
+"""Your own data end to end: ``ssm-train data=classify`` on a generated ``.ts`` file and
+``experiment=forecast-csv-s4`` on a generated CSV (one run each per module), then ``ssm-predict``,
+checked against the model's own forward and the inverse standardisation."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ssm
+from ssm.data.classify import ClassificationFiles, read_labelled
+from ssm.train.predict import main as predict_main
+from ssm.train.predict import parse_args
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["model.d_model=16", "model.n_layers=1", "model.layer.d_state=8", "trainer.max_epochs=2"]
+
+
+def ssm_train(args, run_dir, log):
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    with open(log, "w") as out:
+        done = subprocess.run([sys.executable, "-m", "ssm.train.cli", *args, f"hydra.run.dir={run_dir}"],
+                              stdout=out, stderr=subprocess.STDOUT, env=env, cwd=run_dir.parent, timeout=600)
+    assert done.returncode == 0, Path(log).read_text()[-3000:]
+
+
+def write_ts(path, n, rng, *, dims=1):
+    lines = ["@problemName shapes", "@univariate " + ("true" if dims == 1 else "false"),
+             *([f"@dimensions {dims}"] if dims > 1 else []), "@equalLength false", "@classLabel true sine square ramp", "@data"]
+    raw = []
+    for i in range(n):
+        label = ("sine", "square", "ramp")[i % 3]
+        t = np.arange(int(rng.integers(24, 33)))
+        wave = np.sin(t / 3 + rng.uniform(0, 6))
+        wave = np.sign(wave) if label == "square" else (t / len(t) * 2 - 1) if label == "ramp" else wave
+        case = [wave + 0.1 * rng.normal(size=len(t)) for _ in range(dims)]
+        raw.append(np.stack(case, 1))
+        lines.append(":".join(",".join(f"{v:.5f}" for v in c) for c in case) + f":{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return raw
+
+
+@pytest.fixture(scope="module")
+def classify_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("classify")
+    rng = np.random.default_rng(0)
+    write_ts(root / "train.ts", 60, rng)
+    write_ts(root / "test.ts", 15, rng)
+    run = root / "run"
+    ssm_train(["data=classify", f"data.train={root / 'train.ts'}", f"data.test={root / 'test.ts'}", *TINY],
+              run, root / "train.log")
+    return root, run
+
+
+def test_classification_predictions_are_the_models_argmax(classify_run):
+    root, run = classify_run
+    ckpt = run / "checkpoints" / "best.ckpt"
+    out = root / "pred.csv"
+    assert predict_main([f"checkpoint={ckpt}", f"data={root / 'test.ts'}", f"output={out}", "batch_size=4"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    test = read_labelled(root / "test.ts")
+    assert len(rows) == len(test.values) == 15
+    assert list(rows[0]) == ["id", "predicted", "label", "p_sine", "p_square", "p_ramp"]  # the declared order
+    # the model's own forward on the test inputs, standardised with train-split statistics computed here
+    train = ClassificationFiles("train", train=root / "train.ts", test=root / "test.ts", seed=0)
+    lengths = torch.tensor([len(v) for v in test.values])
+    x = torch.zeros(len(test.values), int(lengths.max()), 1)
+    for i, v in enumerate(test.values):
+        x[i, : len(v)] = torch.from_numpy((v - train.mean) / train.std).float()
+    model = ssm.load(ckpt).eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(x, lengths=lengths), -1)
+    labels = ["sine", "square", "ramp"]
+    assert [r["predicted"] for r in rows] == [labels[k] for k in probs.argmax(-1).tolist()]
+    got = torch.tensor([[float(r[f"p_{lab}"]) for lab in labels] for r in rows])
+    torch.testing.assert_close(got, probs, atol=1e-5, rtol=1e-4)
+    assert [r["label"] for r in rows] == test.labels
+
+
+def test_label_mapping_round_trips_through_the_checkpoint_as_plain_types(classify_run):
+    _, run = classify_run
+    info = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["data_info"]
+    assert info["labels"] == ["sine", "square", "ramp"] and info["d_input"] == 1 and info["d_output"] == 3
+
+    def plain(v):
+        return isinstance(v, (str, int, float, bool, type(None))) or (
+            isinstance(v, (list, tuple)) and all(map(plain, v))) or (
+            isinstance(v, dict) and all(isinstance(k, str) and plain(x) for k, x in v.items()))
+
+    assert plain(info), info
+    config = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["hyper_parameters"]["config"]
+    assert config["data"]["d_output"] == 3 and config["task"]["n_classes"] == 3  # inferred, not hand-set
+
+
+def test_predict_refuses_data_with_other_channels(classify_run, tmp_path, capsys):
+    root, run = classify_run
+    write_ts(tmp_path / "two.ts", 6, np.random.default_rng(1), dims=2)
+    code = predict_main([f"checkpoint={run / 'checkpoints' / 'best.ckpt'}", f"data={tmp_path / 'two.ts'}",
+                         f"output={tmp_path / 'p.csv'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "has 2 channels per step, but the checkpoint" in err and "expects d_input=1" in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_parse_args_names_bad_arguments():
+    with pytest.raises(ValueError, match="checkpoint=... is required"):
+        parse_args(["data=x", "output=y"])
+    with pytest.raises(ValueError, match="unknown argument 'ckpt=x'"):
+        parse_args(["ckpt=x"])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        parse_args(["checkpoint=a", "data=b", "output=c", "batch_size=0"])
+
+
+def write_series(path, n, *, trend=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    value = 10 + 3 * np.sin(2 * np.pi * t / 24) + trend * t + 0.2 * rng.normal(size=n)
+    dates = np.datetime64("2021-03-01T00:00") + t * np.timedelta64(1, "h")
+    path.write_text("date,load\n" + "".join(f"{str(d).replace('T', ' ')},{v:.5f}\n" for d, v in zip(dates, value)))
+    return dates, value
+
+
+@pytest.fixture(scope="module")
+def forecast_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("forecast")
+    dates, value = write_series(root / "series.csv", 400)
+    run = root / "run"
+    ssm_train(["experiment=forecast-csv-s4", f"data.dataset.path={root / 'series.csv'}", "data.dataset.target=load",
+               "data.dataset.lag=48", "data.dataset.horizon=12", "data.batch_size=16", *TINY], run, root / "train.log")
+    return root, run, dates, value
+
+
+def test_forecast_predictions_in_data_units_with_timestamps(forecast_run):
+    root, run, dates, value = forecast_run
+    ckpt = run / "checkpoints" / "best.ckpt"
+    out = root / "forecast.csv"
+    assert predict_main([f"checkpoint={ckpt}", f"data={root / 'series.csv'}", f"output={out}"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    lag, horizon, n = 48, 12, len(value)
+    assert len(rows) == (n - lag + 1) * horizon
+    # the model's output on standardised windows (train statistics: the first 70% of rows), inverted here
+    train = value[: int(0.7 * n)]
+    mean, std = train.mean(), train.std()
+    starts = [0, 100, n - lag]
+    x = torch.tensor(np.stack([(value[s : s + lag] - mean) / std for s in starts]), dtype=torch.float32)[..., None]
+    model = ssm.load(ckpt).eval()
+    with torch.no_grad():
+        out_std = model(torch.cat([x, torch.zeros(len(starts), horizon, 1)], 1))[:, -horizon:, 0]  # pad_horizon
+    expect = out_std.double().numpy() * std + mean
+    by_window = {}
+    for r in rows:
+        by_window.setdefault(int(r["window"]), []).append(r)
+    for k, s in enumerate(starts):
+        got = by_window[s]
+        np.testing.assert_allclose([float(r["load"]) for r in got], expect[k], rtol=1e-4, atol=1e-4)
+        assert got[0]["origin"] == str(dates[s + lag - 1]).replace("T", " ") + ":00"
+        assert [int(r["step"]) for r in got] == list(range(1, horizon + 1))
+    first = by_window[0]
+    assert first[0]["date"] == str(dates[lag]).replace("T", " ") + ":00"
+    np.testing.assert_allclose(float(first[0]["actual_load"]), value[lag], atol=1e-4)
+    last = by_window[n - lag]  # past the end of the file: hourly steps continue
+    assert last[-1]["date"] == str(dates[-1] + horizon * np.timedelta64(1, "h")).replace("T", " ") + ":00"
+    assert last[-1]["actual_load"] == ""
+    # last_only: that window alone
+    assert predict_main([f"checkpoint={ckpt}", f"data={root / 'series.csv'}", f"output={root / 'last.csv'}",
+                         "last_only=true"]) == 0
+    last_rows = list(csv.DictReader((root / "last.csv").open()))
+    assert [r["load"] for r in last_rows] == [r["load"] for r in last]
+
+
+def test_forecast_predict_refuses_a_csv_without_the_columns(forecast_run, tmp_path, capsys):
+    root, run, _, _ = forecast_run
+    (tmp_path / "other.csv").write_text("date,temp\n2021-01-01 00:00:00,1\n")
+    code = predict_main([f"checkpoint={run / 'checkpoints' / 'best.ckpt'}", f"data={tmp_path / 'other.csv'}",
+                         f"output={tmp_path / 'f.csv'}"])
+    assert code == 2 and "expects the columns ['load']" in capsys.readouterr().err
