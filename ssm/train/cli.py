@@ -12,12 +12,14 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import AtomicCheckpointIO, ForecastPlot, RandomState, RunSummary
 from .data import instantiate_data
 from .loggers import instantiate_loggers
 from .module import SequenceLightningModule
+from .progress import PlainProgress, interactive, quiet_third_party
 from .pretraining import (
     load_pretrained,
     pretrain_d_input,
@@ -44,6 +46,7 @@ def config_dir() -> Path:
 
 def build(cfg: DictConfig):
     """(datamodule, lightning module, trainer) from a composed config; nothing is run."""
+    quiet_third_party()
     datamodule = instantiate_data(cfg)  # fills d_input/d_output left as ??? from the data
     model = instantiate(cfg.model)
     if cfg.get("pretrained"):  # fine-tuning: start from a self-pretrained backbone
@@ -58,11 +61,17 @@ def build(cfg: DictConfig):
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode)]
+    batch_job = not interactive()  # a bar shows nothing in a log file: plain lines instead
+    if batch_job:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode),
+                  PlainProgress(Path(cfg.output_dir) / "cli.log", every_n_steps=cfg.trainer.get("log_every_n_steps", 50),
+                                echo=batch_job)]
     if isinstance(task, Forecasting):
         callbacks.append(ForecastPlot(cfg.output_dir, task.horizon))
     logger = instantiate_loggers(cfg.get("logger")) or False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
+    extra = {"enable_progress_bar": False} if batch_job else {}
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()], **extra)
     return datamodule, module, trainer
 
 

@@ -9,8 +9,10 @@ and appends the same lines to ``cli.log`` in the run directory (on a terminal to
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -44,6 +46,22 @@ class PlainProgress(L.Callback):
         self.echo = (not interactive()) if echo is None else echo
         self._start = self._epoch_start = 0.0
         self._samples = 0
+
+    def setup(self, trainer, pl_module, stage):
+        # the package's own records (logger "ssm" does not propagate to the root logger that
+        # Hydra writes cli.log from) go to the same file while the trainer runs
+        self._handler = None
+        if self.log_file is not None and trainer.global_rank == 0:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._handler = logging.FileHandler(self.log_file)
+            self._handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+            logging.getLogger("ssm").addHandler(self._handler)
+
+    def teardown(self, trainer, pl_module, stage):
+        if getattr(self, "_handler", None) is not None:
+            logging.getLogger("ssm").removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
 
     def _emit(self, line: str) -> None:
         if self.echo:
@@ -86,7 +104,8 @@ class PlainProgress(L.Callback):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                    if k.startswith(("train/", "val/")) and not k.endswith("_step") and getattr(v, "numel", lambda: 1)() == 1}
-        shown = " ".join(f"{k.removesuffix('_epoch')} {v:.4g}" for k, v in sorted(metrics.items()))
+        metrics = {k.removesuffix("_epoch"): v for k, v in metrics.items()}  # train/loss_epoch is train/loss
+        shown = " ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
         seconds = time.perf_counter() - self._epoch_start
         rate = self._samples / max(seconds, 1e-9)
         self._emit(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {trainer.global_step} {shown} | "
@@ -116,3 +135,29 @@ def track(items: Iterable, *, total: int, description: str) -> Iterator:
             elapsed = time.perf_counter() - start
             print(f"{description} {i}/{total} batches | {_duration(elapsed)} elapsed, "
                   f"ETA {_duration(elapsed * (total - i) / i)}", flush=True)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+# Warnings nothing in a run can act on: Lightning's own deprecations of torch internals, and
+# advice that fits large data sets but not ours (worker counts, a logging interval longer than a
+# tiny epoch). Matched by message so that every other warning still shows.
+_IGNORED_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*does not have many workers which may be a bottleneck.*",
+    r".*is smaller than the logging interval.*",
+)
+
+
+def quiet_third_party() -> None:
+    """Silence third-party noise on every run: Lightning's product tips and the warnings above."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())
+    for pattern in _IGNORED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+

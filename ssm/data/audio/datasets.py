@@ -12,10 +12,9 @@ input is the target shifted right by one step behind a fixed start token, the co
 (``2^(bits-1)``), as in the S4 repo's audio loaders. So the per-step logits (B, L, 2^bits) of a
 causal model fed ``x`` predict every sample of the example, the first one included.
 
-Per example: read -> downmix to mono (mean of channels, one log line per file) -> resample to
-``rate`` (one log line per file) -> fit to ``length`` -> ``normalize`` -> quantise. Log lines
-are emitted when the dataset is built, from the WAV headers, so they appear once per file (at
-INFO, plus one WARNING per dataset with the counts).
+Per example: read -> downmix to mono (mean of channels) -> resample to ``rate`` -> fit to
+``length`` -> ``normalize`` -> quantise. Conversions are logged when the dataset is built, from
+the WAV headers: one DEBUG line per file and one INFO line per dataset with the counts.
 Every dataset is a deterministic function of its arguments (files are listed in sorted order).
 """
 
@@ -70,20 +69,21 @@ class _Tokens:
 
 def _scan(owner: str, paths: list[Path], rate: int) -> list[WavInfo]:
     """Headers of ``paths`` (a ValueError names an unreadable file). Conversions are logged once
-    per file at INFO, and summed up in one WARNING per dataset so they are seen by default."""
+    per file at DEBUG, and summed up in one INFO line per dataset (split) so they are seen by
+    default without a line per file."""
     infos = []
     for path in paths:
         info = wav_info(path)
         if info.channels > 1:
-            log.info("%s: %d channels, downmixed to mono", path, info.channels)
+            log.debug("%s: %d channels, downmixed to mono", path, info.channels)
         if info.rate != rate:
-            log.info("%s: resampled from %d Hz to %d Hz", path, info.rate, rate)
+            log.debug("%s: resampled from %d Hz to %d Hz", path, info.rate, rate)
         infos.append(info)
     n_rate = sum(i.rate != rate for i in infos)
     n_mix = sum(i.channels > 1 for i in infos)
     if n_rate or n_mix:
-        log.warning("%s: of %d files, %d are resampled to %d Hz and %d downmixed to mono (one INFO line per file "
-                    "on logger %r)", owner, len(infos), n_rate, rate, n_mix, log.name)
+        log.info("%s: of %d files, %d are resampled to %d Hz and %d downmixed to mono (one DEBUG line per file "
+                 "on logger %r)", owner, len(infos), n_rate, rate, n_mix, log.name)
     return infos
 
 
