@@ -15,9 +15,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import AtomicCheckpointIO, ForecastPlot, RandomState, RunSummary
+from .callbacks import AtomicCheckpointIO, RandomState, RunSummary
 from .data import instantiate_data
 from .loggers import instantiate_loggers
+from .metrics import ClassificationReport, ForecastReport, TestSummary
 from .module import SequenceLightningModule
 from .progress import PlainProgress, interactive, quiet_third_party
 from .pretraining import (
@@ -26,7 +27,7 @@ from .pretraining import (
     pretrain_d_output,
     pretrain_vocab,
 )
-from .tasks import Forecasting
+from .tasks import Classification, Forecasting
 
 # arithmetic the pretraining configs need (OmegaConf has none); registered once per process
 for _name, _fn in {"ssm.pretrain_d_input": pretrain_d_input, "ssm.pretrain_vocab": pretrain_vocab,
@@ -67,8 +68,11 @@ def build(cfg: DictConfig):
     callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode),
                   PlainProgress(Path(cfg.output_dir) / "cli.log", every_n_steps=cfg.trainer.get("log_every_n_steps", 50),
                                 echo=batch_job)]
+    callbacks.append(TestSummary(cfg.output_dir))
     if isinstance(task, Forecasting):
-        callbacks.append(ForecastPlot(cfg.output_dir, task.horizon))
+        callbacks.append(ForecastReport(cfg.output_dir, task.horizon, season=task.season))
+    if isinstance(task, Classification):
+        callbacks.append(ClassificationReport(cfg.output_dir, task.n_classes))
     logger = instantiate_loggers(cfg.get("logger")) or False
     extra = {"enable_progress_bar": False} if batch_job else {}
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()], **extra)

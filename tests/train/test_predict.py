@@ -179,3 +179,59 @@ def test_forecast_predict_refuses_a_csv_without_the_columns(forecast_run, tmp_pa
     code = predict_main([f"checkpoint={run / 'checkpoints' / 'best.ckpt'}", f"data={tmp_path / 'other.csv'}",
                          f"output={tmp_path / 'f.csv'}"])
     assert code == 2 and "expects the columns ['load']" in capsys.readouterr().err
+
+
+def _is_png(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.verify()
+        return image.format == "PNG" and image.size[0] > 200 and image.size[1] > 200
+
+
+def test_classification_run_writes_confusion_matrix_and_test_summary(classify_run):
+    import json
+
+    _, run = classify_run
+    summary = json.loads((run / "summary.json").read_text())["test"]
+    rows = list(csv.reader((run / "confusion_matrix.csv").open()))
+    assert rows[0] == ["true \\ predicted", "sine", "square", "ramp"] and [r[0] for r in rows[1:]] == ["sine", "square", "ramp"]
+    matrix = np.array([[int(v) for v in r[1:]] for r in rows[1:]])
+    assert matrix.sum() == 15 and matrix.sum(1).tolist() == [5, 5, 5]  # one row per true class of test.ts
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(summary["test/accuracy"], abs=1e-6)
+    assert 0 <= summary["test/macro_f1"] <= 1 and summary["confusion_matrix"] == matrix.tolist()
+    assert _is_png(run / "confusion_matrix.png")
+
+
+def test_forecast_run_reports_both_units_against_naive_baselines(forecast_run):
+    import json
+
+    _, run, _, value = forecast_run
+    summary = json.loads((run / "summary.json").read_text())
+    report = summary["forecast_test"]
+    assert report["model/mse_std"] == pytest.approx(summary["test"]["test/mse"], rel=1e-5)
+    # last value and seasonal naive (hourly data: a 24-step season) on the test windows, computed here
+    n, lag, horizon = len(value), 48, 12
+    start = n - int(0.2 * n) - lag  # the test split's first row (its lag context before the border)
+    windows = [value[s : s + lag + horizon] for s in range(start, n - lag - horizon + 1)]
+    truth = np.stack([w[lag:] for w in windows])
+    last = np.stack([np.full(horizon, w[lag - 1]) for w in windows])
+    seasonal = np.stack([w[lag - 24 + np.arange(horizon) % 24] for w in windows])
+    assert report["season"] == 24
+    assert report["last_value/mse_data"] == pytest.approx(((truth - last) ** 2).mean(), rel=1e-4)
+    assert report["last_value/mae_data"] == pytest.approx(np.abs(truth - last).mean(), rel=1e-4)
+    assert report["seasonal_naive/mse_data"] == pytest.approx(((truth - seasonal) ** 2).mean(), rel=1e-4)
+    std = value[: int(0.7 * n)].std()
+    assert report["last_value/mse_std"] == pytest.approx(((truth - last) ** 2).mean() / std**2, rel=1e-4)
+    assert report["model/mse_data"] == pytest.approx(report["model/mse_std"] * std**2, rel=1e-4)
+    assert _is_png(run / "forecast.png")
+
+
+def test_season_length_and_naive_forecasts():
+    from ssm.train.metrics import naive_forecasts, season_length
+
+    assert [season_length(s) for s in (3600, 900, 86400, 7 * 86400, 30 * 86400, 7, None)] == [24, 96, 7, 52, 12, None, None]
+    x = torch.arange(10.0).reshape(1, 10, 1)
+    last, seasonal = naive_forecasts(x, 5, 1, 4)
+    assert last[0, :, 0].tolist() == [9.0] * 5 and seasonal[0, :, 0].tolist() == [6.0, 7.0, 8.0, 9.0, 6.0]
+    assert naive_forecasts(x, 5, 1, 12)[1] is None  # a season longer than the lag
