@@ -288,7 +288,7 @@ def plot_forecast_windows(dataset, picks: list[int], x: torch.Tensor, y: torch.T
         import matplotlib.dates as mdates
 
         for ax in fig.axes:
-            locator = mdates.AutoDateLocator(maxticks=6)
+            locator = mdates.AutoDateLocator()
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     fig.tight_layout()
