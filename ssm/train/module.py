@@ -58,7 +58,8 @@ class SequenceLightningModule(L.LightningModule):
         if callable(pretext):  # self-supervised tasks build (inputs, target) from the inputs alone
             x, y = pretext(x, lengths)
         output = self(x, lengths)
-        loss = self.task.loss(output, y)
+        by_length = {"lengths": lengths} if getattr(self.task, "uses_lengths", False) else {}
+        loss = self.task.loss(output, y, **by_length)
         aux_loss = getattr(self.model, "aux_loss", None)
         if callable(aux_loss) and stage == "train":  # model-specific extra objectives (e.g. SpaceTime's)
             loss = loss + aux_loss()
@@ -68,7 +69,11 @@ class SequenceLightningModule(L.LightningModule):
                 "and the last checkpoint on disk is from before this step. Lower the learning rate or check the data."
             )
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(*self.task.metric_inputs(output.detach(), y))
+        update = getattr(self.task, "update_metrics", None)
+        if callable(update):  # metrics with inputs of their own (e.g. with and without padding)
+            update(metrics, output.detach(), y, **by_length)
+        else:
+            metrics.update(*self.task.metric_inputs(output.detach(), y))
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True, batch_size=len(x), sync_dist=stage != "train")
         self.log_dict(metrics, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x))
         return loss

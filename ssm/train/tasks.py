@@ -17,6 +17,7 @@ Metrics go through torchmetrics so they aggregate correctly over batches and pro
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -51,9 +52,14 @@ class Task(nn.Module):
 
 
 def run_model(task: Task, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """``task.restore(model(task.prepare(x)), x)``: the one forward used by training and ``ssm-predict``."""
+    """``task.restore(model(task.prepare(x)), x)``: the one forward used by training and ``ssm-predict``.
+    ``lengths`` go to models whose forward takes them (masks, pooling); a causal model without
+    that argument (SaShiMi) needs none for padding at the end."""
     inputs = task.prepare(x)
-    output = model(inputs) if lengths is None else model(inputs, lengths=lengths)
+    if lengths is None or "lengths" not in inspect.signature(model.forward).parameters:
+        output = model(inputs)
+    else:
+        output = model(inputs, lengths=lengths)
     return task.restore(output, x)
 
 
@@ -79,21 +85,51 @@ class _BitsPerToken(torchmetrics.MeanMetric):
 
 
 class LanguageModel(Task):
+    """Next-token cross-entropy. With ``ignore_padding``, positions at or after each example's
+    length (padding appended by the dataset, e.g. short SC09 clips padded with silence) are left
+    out of the loss, and both figures are reported: ``bits_per_token`` over every position (the
+    published SC09 protocol) and ``bits_per_token_unpadded`` over the real samples only. The data
+    must then give ``(x, y, lengths)`` batches."""
+
     monitor, monitor_mode = "val/bits_per_token", "min"
+    uses_lengths = True  # loss/metric_inputs take the batch's lengths
 
-    def __init__(self, vocab: int = 256):
+    def __init__(self, vocab: int = 256, ignore_padding: bool = False):
         super().__init__()
-        self.vocab = vocab
+        self.vocab, self.ignore_padding = vocab, ignore_padding
 
-    def loss(self, output, target):  # output (B, L, V), target (B, L)
-        return F.cross_entropy(output.reshape(-1, self.vocab), target.reshape(-1))
+    def _valid(self, target, lengths):  # (B, L) bool: real samples
+        if lengths is None:
+            if self.ignore_padding:
+                raise ValueError("LanguageModel: task.ignore_padding=true needs batches with lengths, (x, y, lengths); "
+                                 "for SC09 set data.dataset.return_lengths=true")
+            return None
+        return torch.arange(target.shape[1], device=target.device)[None] < lengths.to(target.device)[:, None]
+
+    def loss(self, output, target, lengths=None):  # output (B, L, V), target (B, L)
+        valid = self._valid(target, lengths) if self.ignore_padding else None
+        if valid is None:
+            return F.cross_entropy(output.reshape(-1, self.vocab), target.reshape(-1))
+        return F.cross_entropy(output[valid], target[valid])  # (n_valid, V) against (n_valid,)
 
     def metrics(self):
-        return torchmetrics.MetricCollection({"bits_per_token": _BitsPerToken()})
+        metrics = {"bits_per_token": _BitsPerToken()}
+        if self.ignore_padding:
+            metrics["bits_per_token_unpadded"] = _BitsPerToken()
+        return torchmetrics.MetricCollection(metrics, compute_groups=False)  # two means of different inputs
 
-    def metric_inputs(self, output, target):
+    def metric_inputs(self, output, target, lengths=None):
         nll = F.cross_entropy(output.reshape(-1, self.vocab), target.reshape(-1), reduction="none") / math.log(2)
-        return (nll,)
+        if not self.ignore_padding:
+            return (nll,)
+        valid = self._valid(target, lengths).reshape(-1)
+        return nll, nll[valid]
+
+    def update_metrics(self, metrics, output, target, lengths=None):
+        """Each metric of ``metrics`` gets its own input (all positions, real samples only)."""
+        inputs = self.metric_inputs(output, target, lengths)
+        for (name, metric), value in zip(metrics.items(), inputs):
+            metric.update(value)
 
 
 class Forecasting(Task):

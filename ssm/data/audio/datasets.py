@@ -114,11 +114,15 @@ class SC09(_Tokens, Dataset):
     Without both files the splits come from ``speech_commands_split`` (logged once). Clips
     shorter than ``length`` are zero-padded at the end after normalisation (the padding is
     silence, the code of 0.0); longer ones are truncated. ``labels[i]`` is the digit of item i.
+    With ``return_lengths`` items are ``(x, y, n)``, ``n`` the clip's real samples (at most
+    ``length``), so a task can leave the padding out (``LanguageModel(ignore_padding=True)``).
     """
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike, rate: int = 16000, length: int = 16000,
-                 quantization: Quantization = "mu-law", bits: int = 8, normalize: Normalization = "minmax"):
+                 quantization: Quantization = "mu-law", bits: int = 8, normalize: Normalization = "minmax",
+                 return_lengths: bool = False):
         self._setup_tokens("SC09", split, rate, length, quantization, bits, normalize)
+        self.return_lengths = return_lengths
         base = Path(root) / "sc09"
         layout = (f"expected {base}/{{zero,one,...,nine}}/<speaker>_nohash_<n>.wav, optionally with "
                   f"{base}/validation_list.txt and {base}/testing_list.txt listing 'word/<file>.wav' per line")
@@ -176,9 +180,10 @@ class SC09(_Tokens, Dataset):
             wave = resample(wave, rate, self.rate)
         wave = wave[: self.length]
         codes = self._encode(wave)
-        if len(codes) < self.length:
-            codes = torch.cat([codes, codes.new_full((self.length - len(codes),), self.start_code)])
-        return self._item(codes)
+        n = len(codes)
+        if n < self.length:
+            codes = torch.cat([codes, codes.new_full((self.length - n,), self.start_code)])
+        return (*self._item(codes), torch.tensor(n)) if self.return_lengths else self._item(codes)
 
 
 class LongRecordings(_Tokens, Dataset):
