@@ -13,6 +13,8 @@
   ``last_only=true``); rows ``window, origin, date, step, <variable>...`` in the data's own units
   (the training standardisation inverted), ``date`` the time each forecast is for (past the end of
   the file it continues at the data's time step), and ``actual_<variable>`` where the file has it.
+- A classification checkpoint of a built-in data set (no label vocabulary): an ``.npz`` with ``x``,
+  labelled by class index.
 - **Other tasks** (regression, language models): an ``.npz`` with ``x``; the model outputs are
   written to ``output`` (``.npz``: array ``output``; ``.csv``: one row per example for pooled outputs).
 
@@ -116,9 +118,14 @@ def _classify(p: Predictor, data: Path, output: Path, *, batch_size: int, format
     from ..data.classify import encode, read_labelled
 
     info = p.info
-    if "labels" not in info:
-        raise ValueError(f"ssm-predict: {p.path} has no label vocabulary (data_info); it was not trained with "
-                         "data=classify, so it cannot label new files")
+    if "labels" not in info:  # a built-in data set: class indices, inputs as given (an .npz x)
+        if data.suffix.lower() != ".npz":
+            raise ValueError(f"ssm-predict: {p.path} was not trained with data=classify (no label vocabulary in the "
+                             f"checkpoint); give its inputs as data=FILE.npz with an array x, got {data}")
+        n_classes = p.config["task"].get("n_classes") or p.config["model"]["d_output"]
+        d_input = p.config["model"].get("d_input") or 1
+        info = {"labels": [str(k) for k in range(n_classes)], "d_input": d_input,
+                "mean": [0.0] * d_input, "std": [1.0] * d_input, "options": {"format": "npz"}}
     options = dict(info.get("options", {}))
     if format is not None:
         options["format"] = format

@@ -235,3 +235,37 @@ def test_season_length_and_naive_forecasts():
     last, seasonal = naive_forecasts(x, 5, 1, 4)
     assert last[0, :, 0].tolist() == [9.0] * 5 and seasonal[0, :, 0].tolist() == [6.0, 7.0, 8.0, 9.0, 6.0]
     assert naive_forecasts(x, 5, 1, 12)[1] is None  # a season longer than the lag
+
+
+def _checkpoint_of(compose_cfg, tmp_path, overrides):
+    """A checkpoint file of a freshly built (untrained) module, in ssm-train's layout."""
+    from omegaconf import OmegaConf
+
+    from ssm.train.cli import build
+
+    cfg = compose_cfg(["callbacks.progress=null", *overrides])
+    _, module, _ = build(cfg)
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": module.state_dict(),
+                "hyper_parameters": {"config": OmegaConf.to_container(cfg, resolve=True)}}, path)
+    return path, module
+
+
+def test_predict_builtin_classification_and_lm_checkpoints_on_npz(compose_cfg, tmp_path):
+    torch.manual_seed(0)
+    path, module = _checkpoint_of(compose_cfg, tmp_path, ["model.d_model=8", "model.n_layers=1", "model.layer.d_state=4"])
+    x = torch.randn(5, 64, 1)
+    np.savez(tmp_path / "x.npz", x=x.numpy())
+    assert predict_main([f"checkpoint={path}", f"data={tmp_path / 'x.npz'}", f"output={tmp_path / 'p.csv'}"]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    with torch.no_grad():
+        expect = module.model.eval()(x).argmax(-1).tolist()
+    assert [int(r["predicted"]) for r in rows] == expect and len(rows[0]) == 2 + 10  # id, predicted, p_0..p_9
+    lm, lm_module = _checkpoint_of(compose_cfg, tmp_path, ["experiment=sine-lm", "model.d_model=8", "model.n_layers=1",
+                                                           "model.layer.d_state=4"])
+    tokens = torch.randint(0, 256, (3, 32))
+    np.savez(tmp_path / "t.npz", x=tokens.numpy())
+    assert predict_main([f"checkpoint={lm}", f"data={tmp_path / 't.npz'}", f"output={tmp_path / 'o.npz'}"]) == 0
+    with torch.no_grad():
+        logits = lm_module.model.eval()(tokens)
+    np.testing.assert_allclose(np.load(tmp_path / "o.npz")["output"], logits.numpy(), atol=1e-5, rtol=1e-4)
