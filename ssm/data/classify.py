@@ -339,10 +339,7 @@ def read_wav_folders(path: Path, *, rate: int, length: int | None) -> LabelledSe
     values, labels, where = [], [], []
     n_rate = n_mix = 0
     for label, p in files:
-        try:
-            wave, file_rate = read_wav(p)  # (C, T)
-        except ValueError as err:
-            raise ValueError(f"{p}: {err}") from None
+        wave, file_rate = read_wav(p)  # (C, T); an unreadable file is a ValueError naming it
         if wave.shape[0] > 1:
             n_mix += 1
             log.debug("%s: %d channels, downmixed to mono", p, wave.shape[0])

@@ -269,3 +269,55 @@ def test_predict_builtin_classification_and_lm_checkpoints_on_npz(compose_cfg, t
     with torch.no_grad():
         logits = lm_module.model.eval()(tokens)
     np.testing.assert_allclose(np.load(tmp_path / "o.npz")["output"], logits.numpy(), atol=1e-5, rtol=1e-4)
+
+
+def _write_format(kind, path_dir, rng, n):
+    """(train/test path, channels, labels) of a small labelled set in format ``kind``."""
+    labels = ["neg", "pos"]
+    if kind == "npz":
+        x = rng.normal(size=(n, 20, 3))
+        y = np.array([labels[i % 2] for i in range(n)])
+        x[y == "pos"] += 1.0
+        np.savez(path_dir / "d.npz", x=x, y=y)
+        return path_dir / "d.npz", 3, labels, []
+    if kind == "csv-wide":
+        rows = ["label," + ",".join(f"t{j}" for j in range(16))]
+        for i in range(n):
+            lab = labels[i % 2]
+            rows.append(lab + "," + ",".join(f"{v + (lab == 'pos'):.3f}" for v in rng.normal(size=16)))
+        (path_dir / "d.csv").write_text("\n".join(rows) + "\n")
+        return path_dir / "d.csv", 1, labels, []
+    if kind == "csv-long":
+        rows = ["id,time,a,b,label"]
+        for i in range(n):
+            lab = labels[i % 2]
+            rows += [f"c{i},{t},{rng.normal() + (lab == 'pos'):.3f},{rng.normal():.3f},{lab}" for t in range(12)]
+        (path_dir / "d.csv").write_text("\n".join(rows) + "\n")
+        return path_dir / "d.csv", 2, labels, ["data.id_column=id"]
+    root = path_dir / "wavs"  # WAV class folders
+    from ssm.data.audio import write_wav
+
+    for i in range(n):
+        lab = labels[i % 2]
+        (root / lab).mkdir(parents=True, exist_ok=True)
+        t = torch.arange(400) / 8000
+        write_wav(root / lab / f"{i}.wav", 0.5 * torch.sin(2 * torch.pi * (300.0 if lab == "neg" else 1200.0) * t)[None], 8000)
+    return root, 1, labels, ["data.rate=8000"]
+
+
+@pytest.mark.parametrize("kind", ["npz", "csv-wide", "csv-long", "wav"])
+def test_classify_infers_sizes_and_stores_labels_for_each_format(compose_cfg, tmp_path, kind):
+    from ssm.train.cli import train
+
+    path, channels, labels, extra = _write_format(kind, tmp_path, np.random.default_rng(0), 20)
+    cfg = compose_cfg(["data=classify", f"data.train={path}", f"data.test={path}", "data.val_fraction=0.2",
+                       *extra, *TINY[:3], "trainer.max_epochs=1", "callbacks.progress=null"])
+    train(cfg)
+    assert (cfg.data.d_input, cfg.data.d_output, cfg.task.n_classes) == (channels, 2, 2)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    info = torch.load(ckpt, weights_only=False)["data_info"]
+    assert info["labels"] == labels and info["d_input"] == channels
+    out = tmp_path / "p.csv"
+    assert predict_main([f"checkpoint={ckpt}", f"data={path}", f"output={out}"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 20 and {r["predicted"] for r in rows} <= set(labels) and [r["label"] for r in rows].count("pos") == 10
