@@ -75,9 +75,11 @@ class ClassificationReport(L.Callback):
         self._matrix.update(logits.argmax(-1), y)
 
     def on_test_end(self, trainer, pl_module):
-        if trainer.global_rank != 0 or self._matrix is None:
+        if self._matrix is None:
             return
-        matrix = self._matrix.compute().cpu().long()  # (C, C)
+        matrix = self._matrix.compute().cpu().long()  # (C, C), summed over processes: every rank takes part
+        if trainer.global_rank != 0:
+            return
         test = _test_split(trainer)
         labels = list(getattr(test, "labels", None) or range(self.n_classes))
         labels = [str(v) for v in labels]
@@ -185,13 +187,19 @@ class ForecastReport(L.Callback):
         self._count += y.numel()
 
     def on_test_end(self, trainer, pl_module):
-        if trainer.global_rank != 0 or not self._sums:
+        if not self._sums:
             return
-        results = {}
-        for key, (sq, ab) in self._sums.items():
+        keys = sorted(self._sums)
+        totals = torch.tensor([v for k in keys for v in self._sums[k]] + [self._count], dtype=torch.float64,
+                              device=pl_module.device)
+        totals = trainer.strategy.reduce(totals, reduce_op="sum").cpu().tolist()  # every rank takes part
+        if trainer.global_rank != 0:
+            return
+        count, results = totals[-1], {}
+        for i, key in enumerate(keys):
             name, unit = key.split("/")
-            results[f"{name}/mse_{unit}"] = sq / self._count
-            results[f"{name}/mae_{unit}"] = ab / self._count
+            results[f"{name}/mse_{unit}"] = totals[2 * i] / count
+            results[f"{name}/mae_{unit}"] = totals[2 * i + 1] / count
         dataset = _test_split(trainer)
         results["season"] = self._season(dataset)
         update_summary(self.output_dir, "forecast_test", results)
