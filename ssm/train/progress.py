@@ -63,6 +63,11 @@ class PlainProgress(L.Callback):
             self._handler.close()
             self._handler = None
 
+    @staticmethod
+    def _epoch(trainer) -> str:
+        total = trainer.max_epochs
+        return f"epoch {trainer.current_epoch + 1}" + (f"/{total}" if total and total > 0 else "")
+
     def _emit(self, line: str) -> None:
         if self.echo:
             print(line, flush=True)
@@ -82,7 +87,8 @@ class PlainProgress(L.Callback):
     def on_train_start(self, trainer, pl_module):
         if trainer.global_rank == 0:
             self._start = time.perf_counter()
-            self._emit(f"training: {trainer.max_epochs} epochs of {trainer.num_training_batches} batches")
+            epochs = f"{trainer.max_epochs} epochs" if trainer.max_epochs and trainer.max_epochs > 0 else f"{trainer.max_steps} steps"
+            self._emit(f"training: {epochs}, {trainer.num_training_batches} batches per epoch")
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._epoch_start, self._samples = time.perf_counter(), 0
@@ -96,7 +102,7 @@ class PlainProgress(L.Callback):
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             loss = f" train/loss {float(loss):.4g}" if loss is not None else ""
             rate = self._samples / max(time.perf_counter() - self._epoch_start, 1e-9)
-            self._emit(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {step}{loss} | "
+            self._emit(f"{self._epoch(trainer)} step {step}{loss} | "
                        f"{rate:.1f} samples/s | {self._eta(trainer)}")
 
     def on_train_epoch_end(self, trainer, pl_module):
@@ -108,7 +114,7 @@ class PlainProgress(L.Callback):
         shown = " ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
         seconds = time.perf_counter() - self._epoch_start
         rate = self._samples / max(seconds, 1e-9)
-        self._emit(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {trainer.global_step} {shown} | "
+        self._emit(f"{self._epoch(trainer)} step {trainer.global_step} {shown} | "
                    f"{rate:.1f} samples/s, {seconds:.1f} s | {self._eta(trainer)}")
 
     def on_test_end(self, trainer, pl_module):
