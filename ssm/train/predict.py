@@ -78,6 +78,8 @@ class Predictor:
         ckpt = read_checkpoint(self.path)
         self.config = checkpoint_config(ckpt, self.path)
         self.info = ckpt.get("data_info") or {}
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"ssm-predict: device={device} but this machine has no CUDA device; use device=cpu or auto")
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    "cpu" if device == "auto" else device)
         self.model = model_from_checkpoint(ckpt, self.path).to(self.device).eval()
