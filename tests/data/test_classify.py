@@ -149,3 +149,19 @@ def test_held_out_split_and_train_only_standardisation(tmp_path):
     np.testing.assert_allclose(train.mean, raw_train.mean(0))  # fitted on the training split only
     torch.testing.assert_close(train.x.reshape(-1, 2).mean(0), torch.zeros(2), atol=1e-5, rtol=0)
     assert [ClassificationFiles("val", **kw).ids] == [val.ids]
+
+
+def test_unlabelled_ts_reads_for_prediction_but_not_for_training(tmp_path):
+    path = tmp_path / "new.ts"
+    path.write_text("@problemName new\n@univariate true\n@classLabel false\n@data\n1,2,3\n4,5\n")
+    seqs = read_labelled(path)
+    assert seqs.labels == [None, None] and [len(v) for v in seqs.values] == [3, 2]
+    with pytest.raises(ValueError, match=r"new\.ts, line 5: no label; the training file must label every case"):
+        ClassificationFiles("train", train=path, val=path)
+    stamped = tmp_path / "stamped.ts"
+    stamped.write_text("@timeStamps true\n@classLabel true a\n@data\n(0,1),(1,2):a\n")
+    with pytest.raises(ValueError, match=r"stamped\.ts: @timeStamps true is not supported"):
+        read_labelled(stamped)
+    (tmp_path / "x.txt").write_text("1")
+    with pytest.raises(ValueError, match=r"cannot tell the format from the extension '\.txt'"):
+        read_labelled(tmp_path / "x.txt")
