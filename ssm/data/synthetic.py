@@ -111,6 +111,7 @@ class SeasonalSeries(Dataset):
         idx = torch.arange(n)[:, None] * stride + torch.arange(lag + horizon)
         windows = part[idx]  # (n, lag + horizon)
         self.x, self.y = windows[:, :lag, None], windows[:, lag:, None]
+        self.period = period  # the season (ssm-train's seasonal-naive baseline uses it)
 
     def __len__(self) -> int:
         return len(self.x)

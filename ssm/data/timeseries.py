@@ -92,11 +92,21 @@ def _parse_date(text: str, date_format: str | None) -> np.datetime64:
     return np.datetime64(when, "s")
 
 
-def read_series_csv(path: str | os.PathLike, *, date_column: str = "date", date_format: str | None = None) -> SeriesTable:
+Missing = Literal["error", "interpolate", "ffill", "drop"]
+MISSING_CELLS = ("", "nan", "NaN", "NA", "N/A", "null", "?")  # what counts as a missing value
+
+
+def read_series_csv(path: str | os.PathLike, *, date_column: str = "date", date_format: str | None = None,
+                    missing: Missing = "error") -> SeriesTable:
     """Parse ``path``: a header line naming the columns, one of them ``date_column``, then one row
     per time step. Dates are ISO 8601 (``2016-07-01 00:00:00``) unless ``date_format`` (a
     ``strptime`` format) is given, and must strictly increase. Every other cell must be a finite
-    number. Raises FileNotFoundError, or ValueError naming the file, line and column."""
+    number, or a missing value (empty, ``nan``, ``NA``, ``?``...) handled by ``missing``:
+    ``error`` (the file, line and column are named), ``interpolate`` (linear in time; the nearest
+    value before the first or after the last), ``ffill`` (the previous row's value; a gap in the
+    first row is an error) or ``drop`` (rows with a missing value are left out). Raises
+    FileNotFoundError, or ValueError naming the file, line and column."""
+    _check_choice("missing", missing, get_args(Missing))
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no CSV file at {path}")
@@ -132,17 +142,25 @@ def read_series_csv(path: str | os.PathLike, *, date_column: str = "date", date_
     def where(i: int, k: int) -> str:
         return f"{path}, line {lines[i]}, column {value_j[k] + 1} ({columns[k]!r})"
 
+    gaps = np.array([[text.strip() in MISSING_CELLS for text in row] for row in cells], dtype=bool)
+    if gaps.any() and missing == "error":
+        i, k = np.argwhere(gaps)[0]
+        raise ValueError(f"{where(i, k)}: missing value {cells[i][k]!r}; set missing=interpolate, ffill or drop "
+                         "(data.dataset.missing=...) to handle missing values")
     try:
-        values = np.array(cells, dtype=np.float64)  # (n_rows, n_vars)
+        values = np.array([[np.nan if gap else text for text, gap in zip(row, g)] for row, g in zip(cells, gaps)],
+                          dtype=np.float64)  # (n_rows, n_vars)
     except ValueError:  # find the first bad cell, for the message
         for i, row in enumerate(cells):
             for k, text in enumerate(row):
+                if gaps[i, k]:
+                    continue
                 try:
                     float(text)
                 except ValueError:
                     raise ValueError(f"{where(i, k)}: {text!r} is not a number") from None
         raise
-    bad = ~np.isfinite(values)
+    bad = ~np.isfinite(values) & ~gaps
     if bad.any():
         i, k = np.argwhere(bad)[0]
         raise ValueError(f"{where(i, k)}: {cells[i][k]!r} is not a finite number")
@@ -160,7 +178,35 @@ def read_series_csv(path: str | os.PathLike, *, date_column: str = "date", date_
         i = int(np.argmax(steps <= np.timedelta64(0, "s"))) + 1
         raise ValueError(f"{path}, line {lines[i]}, column {date_j + 1} ({date_column!r}): date {date_text[i]!r} "
                          f"does not come after the previous row's {date_text[i - 1]!r}; rows must be in time order")
+    if gaps.any():
+        values, dates = _fill_gaps(values, dates, gaps, missing, lambda i, k: where(i, k))
     return SeriesTable(path, columns, dates, values)
+
+
+def _fill_gaps(values: np.ndarray, dates: np.ndarray, gaps: np.ndarray, missing: str, where):
+    """Apply the ``missing`` policy to the NaN cells ``gaps`` of ``values`` (n_rows, n_vars)."""
+    if missing == "drop":
+        keep = ~gaps.any(1)
+        if not keep.any():
+            raise ValueError(f"{where(0, 0).split(', line')[0]}: every row has a missing value (missing=drop)")
+        return values[keep], dates[keep]
+    values = values.copy()
+    t = (dates - dates[0]).astype(np.int64).astype(np.float64)  # seconds since the first row
+    for k in range(values.shape[1]):
+        bad = gaps[:, k]
+        if not bad.any():
+            continue
+        if bad.all():
+            raise ValueError(f"{where(0, k)}: the column has no values (missing={missing})")
+        if missing == "interpolate":
+            values[bad, k] = np.interp(t[bad], t[~bad], values[~bad, k])
+        else:  # ffill
+            if bad[0]:
+                raise ValueError(f"{where(0, k)}: missing value in the first row, nothing to carry forward "
+                                 "(missing=ffill); use missing=interpolate or drop")
+            last = np.maximum.accumulate(np.where(bad, 0, np.arange(len(bad))))  # index of the last valid row
+            values[:, k] = values[last, k]
+    return values, dates
 
 
 def _preview(names: Sequence[str], n: int = 8) -> str:
@@ -243,6 +289,8 @@ class _ForecastWindows(Dataset):
         out = slice(len(used) - 1, len(used)) if features == "MS" else slice(None)
 
         self.path, self.split, self.features, self.target = table.path, split, features, target
+        steps = np.diff(table.dates).astype(np.int64)
+        self.step_seconds = int(np.median(steps)) if len(steps) else 0  # the data's time step
         self.lag, self.horizon = lag, horizon
         self.columns = tuple(used)  # the variables of x, in order
         self.output_columns = self.columns[out]  # the variables of y
@@ -263,6 +311,26 @@ class _ForecastWindows(Dataset):
             raise IndexError(f"window {i} out of range for {self._n} windows")
         i = i % self._n
         return self.values[i : i + self.lag], self._y[i + self.lag : i + self.lag + self.horizon]
+
+    def describe(self) -> dict:
+        """What ``ssm-predict`` needs to window a new CSV like this one (plain Python types)."""
+        return {
+            "kind": "forecasting",
+            "columns": list(self.columns),
+            "output_columns": list(self.output_columns),
+            "target": self.target,
+            "features": self.features,
+            "lag": int(self.lag),
+            "horizon": int(self.horizon),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "date_column": getattr(self, "date_column", "date"),
+            "date_format": getattr(self, "date_format", None),
+            "missing": getattr(self, "missing", "error"),
+            "step_seconds": self.step_seconds,
+            "d_input": int(self.d_input),
+            "d_output": int(self.d_output),
+        }
 
     def inverse_transform(self, values):
         """Standardised values -> data units. The last dimension is either ``d_output`` (forecasts:
@@ -328,17 +396,18 @@ class InformerSeries(_ForecastWindows):
 class CsvSeries(_ForecastWindows):
     """One split of any CSV with a date column, split chronologically by ``ratios``
     (train, val, test; Informer's custom-data rule, see ``ratio_ends``) and windowed like
-    ``InformerSeries``."""
+    ``InformerSeries``. ``missing`` is the missing-value policy of ``read_series_csv``."""
 
     def __init__(self, split: str = "train", *, path: str | os.PathLike, target: str, date_column: str = "date",
                  date_format: str | None = None, features: Features = "S", lag: int = 336, horizon: int = 720,
-                 ratios: Sequence[float] = (0.7, 0.1, 0.2), scale: bool = True):
+                 ratios: Sequence[float] = (0.7, 0.1, 0.2), scale: bool = True, missing: Missing = "error"):
         ratios = tuple(float(r) for r in ratios)
         if len(ratios) != 3 or min(ratios) <= 0 or abs(sum(ratios) - 1) > 1e-6:
             raise ValueError(f"CsvSeries: ratios must be three positive fractions (train, val, test) summing to 1, "
                              f"got {ratios}")
         if target == date_column:
             raise ValueError(f"CsvSeries: target {target!r} is the date column")
-        table = read_series_csv(path, date_column=date_column, date_format=date_format)
+        table = read_series_csv(path, date_column=date_column, date_format=date_format, missing=missing)
+        self.date_column, self.date_format, self.missing = date_column, date_format, missing
         self._build(table, split, target=target, features=features, lag=lag, horizon=horizon,
                     ends=ratio_ends(len(table.values), ratios), scale=scale, what=f"CsvSeries(path={str(path)!r})")

@@ -1,4 +1,5 @@
-"""Trainer plumbing: atomic checkpoint writes, and the end-of-run summary with a learning curve."""
+"""Trainer plumbing: atomic checkpoint writes, and the end-of-run summary with a learning curve
+(test-time reports and forecast plots: ``ssm.train.metrics``)."""
 
 from __future__ import annotations
 
@@ -158,47 +159,3 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path) -> None:
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
 
-
-class ForecastPlot(L.Callback):
-    """At the end of a forecasting fit: ``forecast.png`` with the lag window, the true horizon and
-    the model's forecast for the first few validation windows (last output channel)."""
-
-    def __init__(self, output_dir: str, horizon: int, n_examples: int = 3):
-        self.output_dir, self.horizon, self.n_examples = Path(output_dir), horizon, n_examples
-
-    def on_fit_end(self, trainer, pl_module):
-        if trainer.global_rank != 0 or trainer.datamodule is None:
-            return
-        batch = next(iter(trainer.datamodule.val_dataloader()), None)
-        if batch is None:
-            return
-        x, y = batch[0][: self.n_examples], batch[1][: self.n_examples]
-        was_training = pl_module.training
-        pl_module.eval()
-        with torch.no_grad():
-            forecast = pl_module(x.to(pl_module.device))[:, -self.horizon :].float().cpu()  # (n, horizon, D)
-        pl_module.train(was_training)
-        plot_forecast(x, y, forecast, self.output_dir / "forecast.png")
-
-
-def plot_forecast(lag: torch.Tensor, truth: torch.Tensor, forecast: torch.Tensor, out_png: Path) -> None:
-    """One panel per example: lag window, truth and forecast of the last channel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = lag.shape[0]
-    fig, axes = plt.subplots(n, 1, figsize=(8, 2.2 * n), squeeze=False)
-    for i, ax in enumerate(axes[:, 0]):
-        L, H = lag.shape[1], truth.shape[1]
-        ax.plot(range(L), lag[i, :, -1], color="0.4", label="lag window")
-        ax.plot(range(L, L + H), truth[i, :, -1], color="tab:green", label="truth")
-        ax.plot(range(L, L + H), forecast[i, :, -1], color="tab:red", label="forecast")
-        ax.axvline(L - 0.5, color="0.8", lw=1)
-    axes[0, 0].legend(loc="upper left", fontsize=8)
-    axes[-1, 0].set_xlabel("step")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)

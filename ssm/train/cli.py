@@ -12,18 +12,22 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import AtomicCheckpointIO, ForecastPlot, RandomState, RunSummary
+from .callbacks import AtomicCheckpointIO, RandomState, RunSummary
+from .data import instantiate_data
 from .loggers import instantiate_loggers
+from .metrics import ClassificationReport, ForecastReport, TestSummary
 from .module import SequenceLightningModule
+from .progress import PlainProgress, interactive, quiet_third_party
 from .pretraining import (
     load_pretrained,
     pretrain_d_input,
     pretrain_d_output,
     pretrain_vocab,
 )
-from .tasks import Forecasting
+from .tasks import Classification, Forecasting
 
 # arithmetic the pretraining configs need (OmegaConf has none); registered once per process
 for _name, _fn in {"ssm.pretrain_d_input": pretrain_d_input, "ssm.pretrain_vocab": pretrain_vocab,
@@ -43,7 +47,8 @@ def config_dir() -> Path:
 
 def build(cfg: DictConfig):
     """(datamodule, lightning module, trainer) from a composed config; nothing is run."""
-    datamodule = instantiate(cfg.data)
+    quiet_third_party()
+    datamodule = instantiate_data(cfg)  # fills d_input/d_output left as ??? from the data
     model = instantiate(cfg.model)
     if cfg.get("pretrained"):  # fine-tuning: start from a self-pretrained backbone
         report = load_pretrained(model, cfg.pretrained)
@@ -57,11 +62,20 @@ def build(cfg: DictConfig):
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode)]
+    batch_job = not interactive()  # a bar shows nothing in a log file: plain lines instead
+    if batch_job:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode),
+                  PlainProgress(Path(cfg.output_dir) / "cli.log", every_n_steps=cfg.trainer.get("log_every_n_steps", 50),
+                                echo=batch_job)]
+    callbacks.append(TestSummary(cfg.output_dir))
     if isinstance(task, Forecasting):
-        callbacks.append(ForecastPlot(cfg.output_dir, task.horizon))
+        callbacks.append(ForecastReport(cfg.output_dir, task.horizon, season=task.season))
+    if isinstance(task, Classification):
+        callbacks.append(ClassificationReport(cfg.output_dir, task.n_classes))
     logger = instantiate_loggers(cfg.get("logger")) or False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
+    extra = {"enable_progress_bar": False} if batch_job else {}
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()], **extra)
     return datamodule, module, trainer
 
 
@@ -87,7 +101,7 @@ def train(cfg: DictConfig) -> dict:
     # they are the run's own files (or one the user named), so they are loaded in full.
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
     results = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if cfg.get("test", True) and not trainer.fast_dev_run:
+    if cfg.get("test", True) and not trainer.fast_dev_run and getattr(datamodule, "has_test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         results.update({k: float(v) for k, v in (tested[0] if tested else {}).items()})

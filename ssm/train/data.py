@@ -126,3 +126,59 @@ class DataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return DataLoader(self.splits["test"], batch_size=self.eval_batch_size, num_workers=self.num_workers)
+
+    def describe(self) -> dict:
+        """The training split's ``describe()`` (what ``ssm-predict`` needs to read new data like it:
+        label vocabulary, standardisation, reader options), or {} for datasets without one."""
+        if "train" not in self.splits:
+            self.splits["train"] = self.dataset_factory(split="train")
+        describe = getattr(self.splits["train"], "describe", None)
+        return describe() if callable(describe) else {}
+
+
+class ClassificationData(DataModule):
+    """``data=classify``: the user's labelled files through ``ssm.data.classify.ClassificationFiles``
+    (``train``, ``test``, optional ``val`` paths and the reader options); ``d_input``/``d_output``
+    are inferred from the training file when the config leaves them ``???``."""
+
+    def __init__(self, *, train: str, test: str | None = None, val: str | None = None, format: str | None = None,
+                 label_column: str = "label", id_column: str | None = None, time_column: str = "time",
+                 missing: str = "error", val_fraction: float = 0.1, standardize: bool = True, rate: int = 16000,
+                 length: int | None = None, seed: int = 0, **kwargs):
+        from functools import partial
+
+        from ..data.classify import ClassificationFiles
+
+        if not train:
+            raise ValueError("data=classify: set data.train=PATH (and data.test=PATH)")
+        factory = partial(ClassificationFiles, train=train, test=test, val=val, format=format,
+                          label_column=label_column, id_column=id_column, time_column=time_column, missing=missing,
+                          val_fraction=val_fraction, seed=seed, standardize=standardize, rate=rate, length=length)
+        super().__init__(factory, seed=seed, **kwargs)
+        self.has_test = bool(test)
+
+
+def instantiate_data(cfg):
+    """The DataModule of ``cfg.data``. ``d_input``/``d_output`` left as ``???`` are read from the
+    training split's ``describe()`` and written into ``cfg`` (the model and task configs
+    interpolate them, and the checkpoint stores the resolved values)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf, open_dict
+
+    missing = [k for k in ("d_input", "d_output") if k in cfg.data.keys() and OmegaConf.is_missing(cfg.data, k)]
+    if missing:  # instantiate a resolved copy with the missing sizes as None, read them, fill them in
+        node = OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=False)
+        node.update(dict.fromkeys(missing))
+        datamodule = instantiate(OmegaConf.create(node))
+    else:
+        datamodule = instantiate(cfg.data)
+    if missing:
+        info = datamodule.describe()
+        absent = [k for k in missing if k not in info]
+        if absent:
+            raise ValueError(f"data: {', '.join(absent)} left as ??? but the dataset does not say it; set data.<key>=...")
+        with open_dict(cfg):
+            for key in missing:
+                cfg.data[key] = info[key]
+                setattr(datamodule, key, info[key])
+    return datamodule

@@ -14,10 +14,11 @@ def tensorboard_available() -> bool:
 
 
 def tensorboard_if_installed(save_dir: str, name: str = "tensorboard", version: str = ""):
-    """A TensorBoardLogger, or None (with one log line) when neither tensorboard nor tensorboardX
-    is installed; the CSV logger keeps logging either way."""
+    """A TensorBoardLogger, or None (with one DEBUG line: the default config asks for TensorBoard
+    only if it is there) when neither tensorboard nor tensorboardX is installed; the CSV logger
+    keeps logging either way."""
     if not tensorboard_available():
-        log.info("ssm-train: TensorBoard is not installed (pip install tensorboard); logging to CSV only")
+        log.debug("ssm-train: TensorBoard is not installed (pip install tensorboard); logging to CSV only")
         return None
     from lightning.pytorch.loggers import TensorBoardLogger
 

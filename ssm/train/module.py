@@ -16,7 +16,7 @@ from torch import nn
 
 from ..optim import param_groups
 from .loading import load  # noqa: F401  (ssm.train.module.load stays importable)
-from .tasks import Task
+from .tasks import Task, run_model
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,8 +46,7 @@ class SequenceLightningModule(L.LightningModule):
             setattr(self, f"{stage}_metrics", task.metrics().clone(prefix=f"{stage}/"))
 
     def forward(self, x, lengths=None):
-        x = self.task.prepare(x)
-        return self.model(x) if lengths is None else self.model(x, lengths=lengths)
+        return run_model(self.task, self.model, x, lengths)
 
     def _shared_step(self, batch, stage: str):
         # (x, y) or (x, y, lengths): padded batches carry their true lengths for the model's masks
@@ -59,7 +58,8 @@ class SequenceLightningModule(L.LightningModule):
         if callable(pretext):  # self-supervised tasks build (inputs, target) from the inputs alone
             x, y = pretext(x, lengths)
         output = self(x, lengths)
-        loss = self.task.loss(output, y)
+        by_length = {"lengths": lengths} if getattr(self.task, "uses_lengths", False) else {}
+        loss = self.task.loss(output, y, **by_length)
         aux_loss = getattr(self.model, "aux_loss", None)
         if callable(aux_loss) and stage == "train":  # model-specific extra objectives (e.g. SpaceTime's)
             loss = loss + aux_loss()
@@ -69,10 +69,22 @@ class SequenceLightningModule(L.LightningModule):
                 "and the last checkpoint on disk is from before this step. Lower the learning rate or check the data."
             )
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(*self.task.metric_inputs(output.detach(), y))
+        update = getattr(self.task, "update_metrics", None)
+        if callable(update):  # metrics with inputs of their own (e.g. with and without padding)
+            update(metrics, output.detach(), y, **by_length)
+        else:
+            metrics.update(*self.task.metric_inputs(output.detach(), y))
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True, batch_size=len(x), sync_dist=stage != "train")
         self.log_dict(metrics, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x))
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # how to read new data like the training data (labels, standardisation, reader options),
+        # as plain Python types so a weights_only load can read it; ssm-predict uses it
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        describe = getattr(datamodule, "describe", None)
+        if callable(describe):
+            checkpoint["data_info"] = describe()
 
     def training_step(self, batch, batch_idx):
         return self._shared_step(batch, "train")

@@ -236,7 +236,7 @@ def _small_csv(tmp_path, body_lines, header="date,a,b"):
 @pytest.mark.parametrize("line, text, pattern", [
     (5, "2020-01-01 03:00:00,3.0", r"line 5: 2 fields, expected 3"),
     (6, "2020-01-01 04:00:00,4.0,abc", r"line 6, column 3 \('b'\): 'abc' is not a number"),
-    (7, "2020-01-01 05:00:00,,5.5", r"line 7, column 2 \('a'\): '' is not a number"),
+    (7, "2020-01-01 05:00:00,,5.5", r"line 7, column 2 \('a'\): missing value ''; set missing=interpolate, ffill or drop"),
     (8, "2020-01-01 06:00:00,inf,6.5", r"line 8, column 2 \('a'\): 'inf' is not a finite number"),
     (9, "01/01/2020 07:00,7.0,7.5", r"line 9, column 1 \('date'\): '01/01/2020 07:00' is not an ISO 8601 date"),
     (10, "2020-01-01 07:00:00,8.0,8.5", (r"line 10, column 1 \('date'\): date '2020-01-01 07:00:00' does not "
@@ -248,6 +248,25 @@ def test_malformed_csv_names_file_line_column(tmp_path, line, text, pattern):
     with pytest.raises(ValueError, match=pattern) as err:
         CsvSeries("train", path=path, target="b", lag=2, horizon=1)
     assert str(path) in str(err.value)
+
+
+def test_missing_value_policies(tmp_path):
+    path = _small_csv(tmp_path, {4: "2020-01-01 02:00:00,,2.5", 7: "2020-01-01 05:00:00,NA,5.5"})
+    from ssm.data.timeseries import read_series_csv
+
+    a = read_series_csv(path, missing="interpolate").values[:, 0]
+    np.testing.assert_allclose(a[:8], [0, 1, 2, 3, 4, 5, 6, 7])  # linear in time across the gaps
+    f = read_series_csv(path, missing="ffill").values[:, 0]
+    np.testing.assert_allclose(f[:8], [0, 1, 1, 3, 4, 4, 6, 7])
+    d = read_series_csv(path, missing="drop")
+    assert len(d.values) == 18 and d.values[2, 0] == 3 and str(d.dates[2]) == "2020-01-01T03:00:00"
+    data = CsvSeries("train", path=path, target="a", lag=2, horizon=1, missing="interpolate", scale=False)
+    assert data.describe()["missing"] == "interpolate" and data.values[2, 0] == 2.0
+    first = _small_csv(tmp_path, {2: "2020-01-01 00:00:00,,0.5"})
+    with pytest.raises(ValueError, match=r"line 2, column 2 \('a'\): missing value in the first row"):
+        read_series_csv(first, missing="ffill")
+    with pytest.raises(ValueError, match="missing must be one of"):
+        read_series_csv(first, missing="mean")
 
 
 def test_header_errors(tmp_path):

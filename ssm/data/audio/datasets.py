@@ -12,10 +12,9 @@ input is the target shifted right by one step behind a fixed start token, the co
 (``2^(bits-1)``), as in the S4 repo's audio loaders. So the per-step logits (B, L, 2^bits) of a
 causal model fed ``x`` predict every sample of the example, the first one included.
 
-Per example: read -> downmix to mono (mean of channels, one log line per file) -> resample to
-``rate`` (one log line per file) -> fit to ``length`` -> ``normalize`` -> quantise. Log lines
-are emitted when the dataset is built, from the WAV headers, so they appear once per file (at
-INFO, plus one WARNING per dataset with the counts).
+Per example: read -> downmix to mono (mean of channels) -> resample to ``rate`` -> fit to
+``length`` -> ``normalize`` -> quantise. Conversions are logged when the dataset is built, from
+the WAV headers: one DEBUG line per file and one INFO line per dataset with the counts.
 Every dataset is a deterministic function of its arguments (files are listed in sorted order).
 """
 
@@ -70,20 +69,21 @@ class _Tokens:
 
 def _scan(owner: str, paths: list[Path], rate: int) -> list[WavInfo]:
     """Headers of ``paths`` (a ValueError names an unreadable file). Conversions are logged once
-    per file at INFO, and summed up in one WARNING per dataset so they are seen by default."""
+    per file at DEBUG, and summed up in one INFO line per dataset (split) so they are seen by
+    default without a line per file."""
     infos = []
     for path in paths:
         info = wav_info(path)
         if info.channels > 1:
-            log.info("%s: %d channels, downmixed to mono", path, info.channels)
+            log.debug("%s: %d channels, downmixed to mono", path, info.channels)
         if info.rate != rate:
-            log.info("%s: resampled from %d Hz to %d Hz", path, info.rate, rate)
+            log.debug("%s: resampled from %d Hz to %d Hz", path, info.rate, rate)
         infos.append(info)
     n_rate = sum(i.rate != rate for i in infos)
     n_mix = sum(i.channels > 1 for i in infos)
     if n_rate or n_mix:
-        log.warning("%s: of %d files, %d are resampled to %d Hz and %d downmixed to mono (one INFO line per file "
-                    "on logger %r)", owner, len(infos), n_rate, rate, n_mix, log.name)
+        log.info("%s: of %d files, %d are resampled to %d Hz and %d downmixed to mono (one DEBUG line per file "
+                 "on logger %r)", owner, len(infos), n_rate, rate, n_mix, log.name)
     return infos
 
 
@@ -114,11 +114,15 @@ class SC09(_Tokens, Dataset):
     Without both files the splits come from ``speech_commands_split`` (logged once). Clips
     shorter than ``length`` are zero-padded at the end after normalisation (the padding is
     silence, the code of 0.0); longer ones are truncated. ``labels[i]`` is the digit of item i.
+    With ``return_lengths`` items are ``(x, y, n)``, ``n`` the clip's real samples (at most
+    ``length``), so a task can leave the padding out (``LanguageModel(ignore_padding=True)``).
     """
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike, rate: int = 16000, length: int = 16000,
-                 quantization: Quantization = "mu-law", bits: int = 8, normalize: Normalization = "minmax"):
+                 quantization: Quantization = "mu-law", bits: int = 8, normalize: Normalization = "minmax",
+                 return_lengths: bool = False):
         self._setup_tokens("SC09", split, rate, length, quantization, bits, normalize)
+        self.return_lengths = return_lengths
         base = Path(root) / "sc09"
         layout = (f"expected {base}/{{zero,one,...,nine}}/<speaker>_nohash_<n>.wav, optionally with "
                   f"{base}/validation_list.txt and {base}/testing_list.txt listing 'word/<file>.wav' per line")
@@ -176,9 +180,10 @@ class SC09(_Tokens, Dataset):
             wave = resample(wave, rate, self.rate)
         wave = wave[: self.length]
         codes = self._encode(wave)
-        if len(codes) < self.length:
-            codes = torch.cat([codes, codes.new_full((self.length - len(codes),), self.start_code)])
-        return self._item(codes)
+        n = len(codes)
+        if n < self.length:
+            codes = torch.cat([codes, codes.new_full((self.length - n,), self.start_code)])
+        return (*self._item(codes), torch.tensor(n)) if self.return_lengths else self._item(codes)
 
 
 class LongRecordings(_Tokens, Dataset):
