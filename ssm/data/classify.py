@@ -247,28 +247,34 @@ def read_npz(path: Path) -> LabelledSequences:
 
 
 def _csv_rows(path: Path):
+    """(file, header, records): ``records`` yields (line number, row) for every non-empty row,
+    each checked to have the header's number of fields."""
     f = path.open(newline="", encoding="utf-8-sig")
     reader = csv.reader(f)
     header = next(reader, None)
     if not header:
         f.close()
         raise ValueError(f"{path}, line 1: expected a header line naming the columns")
-    return f, reader, [h.strip() for h in header]
+
+    def records():
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, expected {len(header)} as in the header")
+            yield reader.line_num, row
+
+    return f, [h.strip() for h in header], records()
 
 
 def read_csv_wide(path: Path, *, label_column: str) -> LabelledSequences:
     """One sequence per row: ``label_column`` and value columns; trailing empty cells shorten a row."""
-    f, reader, header = _csv_rows(path)
+    f, header, records = _csv_rows(path)
     with f:
         label_j = header.index(label_column) if label_column in header else None
         value_j = [j for j in range(len(header)) if j != label_j]
         values, labels, where = [], [], []
-        for row in reader:
-            n = reader.line_num
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ValueError(f"{path}, line {n}: {len(row)} fields, expected {len(header)} as in the header")
+        for n, row in records:
             cells = [row[j] for j in value_j]
             while cells and not cells[-1].strip():
                 cells.pop()  # a shorter sequence
@@ -282,7 +288,7 @@ def read_csv_wide(path: Path, *, label_column: str) -> LabelledSequences:
 
 def read_csv_long(path: Path, *, id_column: str, time_column: str, label_column: str) -> LabelledSequences:
     """One row per time step: ``id_column``, ``time_column``, one column per channel, optional label."""
-    f, reader, header = _csv_rows(path)
+    f, header, records = _csv_rows(path)
     with f:
         for name, what in ((id_column, "id_column"), (time_column, "time_column")):
             if name not in header:
@@ -295,12 +301,7 @@ def read_csv_long(path: Path, *, id_column: str, time_column: str, label_column:
         steps: dict[str, list] = {}
         first_line: dict[str, int] = {}
         label_of: dict[str, str | None] = {}
-        for row in reader:
-            n = reader.line_num
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ValueError(f"{path}, line {n}: {len(row)} fields, expected {len(header)} as in the header")
+        for n, row in records:
             key = row[id_j].strip()
             label = row[label_j].strip() if label_j is not None else None
             if key in label_of and label_of[key] != label:
