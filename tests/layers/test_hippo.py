@@ -6,7 +6,6 @@ Numbers quoted in the asserts come from reference/algorithms.md sections 1-4.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import pytest
@@ -281,13 +280,17 @@ def test_ptd_transfer_function_is_uniformly_closer_than_s4d(N):
         assert spike == pytest.approx(325.4, rel=0.02)
 
 
-def test_ptd_is_deterministic_and_fast_from_cache():
-    first, second = hippo.ptd(32), hippo.ptd(32)
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+def test_ptd_is_deterministic_and_served_from_the_asset(monkeypatch):
+    # the optimisation itself is deterministic: two runs from scratch give the same bits
+    first, second = hippo.ptd_perturbation(8, cache=False), hippo.ptd_perturbation(8, cache=False)
+    assert torch.equal(first[0], second[0]) and first[1]["kappa"] == second[1]["kappa"]
+    # a shipped size never re-runs it
+    def no_descent(*args, **kwargs):
+        raise AssertionError("ptd recomputed a perturbation that ships as an asset")
 
-    start = time.perf_counter()
-    hippo.ptd(64)
-    assert time.perf_counter() - start < 1.0
+    monkeypatch.setattr(hippo, "_descend", no_descent)
+    Lambda, V, _ = hippo.ptd(64)
+    assert Lambda.shape == (64,) and V.shape == (64, 64) and (Lambda.real <= 0).all()
 
 
 def test_ptd_recomputation_reproduces_the_asset():

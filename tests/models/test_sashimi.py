@@ -110,7 +110,7 @@ def test_forward_with_state_matches_stepping_and_chunks(layer, unet):
     assert_close(y_step, y, torch.float32, "step vs forward", factor=5)
     assert_close(torch.cat([y1, y2], 1), y, torch.float32, "chunked forward vs forward", factor=5)
     assert s2.t == state_step.t == 96
-    for a, b in zip(s2.center, state_step.center):
+    for a, b in zip(s2.center, state_step.center, strict=True):
         if a is not None:
             assert_close(a, b, torch.complex64 if a.is_complex() else torch.float32, "center state", factor=10)
     assert_close(s2.tiers[1].queue, state_step.tiers[1].queue, torch.float32, "UpPool queue", factor=10)
@@ -144,10 +144,10 @@ def test_fast_step_equals_reference_step(layer, chunk, backend):
     assert_close(y64, y_ref, torch.float32, "float64 fast vs reference", factor=5)
     assert exported.t == state.t == 83
     for got, want in [(exported.tiers[0].up, state.tiers[0].up), (exported.center, state.center)]:
-        for a, b in zip(got, want):
+        for a, b in zip(got, want, strict=True):
             if a is not None:
                 assert_close(a, b, torch.complex64 if a.is_complex() else torch.float32, "exported state", factor=10)
-    for got, want in zip(exported.tiers, state.tiers):
+    for got, want in zip(exported.tiers, state.tiers, strict=True):
         assert_close(got.buffer, want.buffer, torch.float32, "DownPool buffer", factor=5)
         assert_close(got.queue, want.queue, torch.float32, "UpPool queue", factor=5)
 
@@ -175,7 +175,7 @@ def test_compiled_step_ops_equal_the_pytorch_path(batch, layer, activation, fina
     assert s_cpp.backend == "cpp" and s_torch.backend == "torch"
     assert all(t.fused is not None for t in s_cpp._all_tiers()) and all(t.fused is None for t in s_torch._all_tiers())
     assert torch.allclose(y_cpp, y_torch, rtol=1e-10, atol=1e-10), (y_cpp - y_torch).abs().max()
-    for a, b in zip(e_cpp.center + e_cpp.tiers[0].up, e_torch.center + e_torch.tiers[0].up):
+    for a, b in zip(e_cpp.center + e_cpp.tiers[0].up, e_torch.center + e_torch.tiers[0].up, strict=True):
         if a is not None:
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)  # exported as complex64
 
@@ -213,7 +213,7 @@ def test_compiled_step_ops_reject_bad_input_and_change_nothing():
             torch.ops.ssm.residual_chain(x, params, ys, us, kinds, eps, act, "relu", [], [])
         with pytest.raises(RuntimeError, match="each of `kinds` must be one of feed_forward, channel_ssm, dense_ssm"):
             torch.ops.ssm.residual_chain(x, params, ys, us, ["ssm", *kinds[1:]], eps, act, final, [], [])
-        assert all(torch.equal(a, b) for a, b in zip(us, before))  # validated before anything is written
+        assert all(torch.equal(a, b) for a, b in zip(us, before, strict=True))  # validated before anything is written
         bank = tier.bank
         with pytest.raises(RuntimeError, match=r"`j` must be in \[0, 8\)"):
             torch.ops.ssm.siso_bank_end(bank.Xr, bank.Acc, bank.Kd, bank.Ur, bank.ETr, bank.ETi, 8)

@@ -21,8 +21,12 @@ def test_there_are_experiments():
 def test_experiment_composes_and_instantiates(compose_cfg, name):
     cfg = compose_cfg([f"experiment={name}"] if name else [])
     _, module, trainer = build(cfg)  # data files are only read in setup(), so file-based data composes too
-    assert module.model is not None and trainer is not None
-    assert module.hparams["config"]["model"]["_target_"].startswith("ssm.models.")
+    target = module.hparams["config"]["model"]["_target_"]
+    assert target.startswith("ssm.models.")
+    # what was built is what the config asks for
+    assert type(module.model).__name__ == target.rsplit(".", 1)[1], (type(module.model), target)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+    assert sum(p.numel() for p in module.model.parameters()) > 0
 
 
 REPO = Path(__file__).resolve().parents[2]
