@@ -41,11 +41,11 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-# Backends exercised on CPU tensors, and the CUDA one (marked, skipped without a GPU).
+# Backends exercised on CPU tensors (the compiled ones marked: skipped on a machine with no C++
+# compiler), and the CUDA one (marked, skipped without a GPU).
 CPU_BACKENDS = ["torch", "cpp", "keops"]
-BACKEND_PARAMS = [pytest.param(b, id=b) for b in CPU_BACKENDS] + [
-    pytest.param("cuda", id="cuda", marks=pytest.mark.cuda)
-]
+CPU_BACKEND_PARAMS = [pytest.param(b, id=b, marks=() if b == "torch" else pytest.mark.compiled) for b in CPU_BACKENDS]
+BACKEND_PARAMS = CPU_BACKEND_PARAMS + [pytest.param("cuda", id="cuda", marks=pytest.mark.cuda)]
 
 
 def device_of(backend: str) -> str:

@@ -126,7 +126,7 @@ def test_forward_with_state_matches_stepping_and_chunks(layer, unet):
 
 @pytest.mark.parametrize("layer", ["S4", "S4D", "S4PTD", "S5", "S4-rank2", "delay"])
 @pytest.mark.parametrize("chunk", [1, 3, 8])
-@pytest.mark.parametrize("backend", ["torch", "cpp"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("cpp", marks=pytest.mark.compiled)])
 def test_fast_step_equals_reference_step(layer, chunk, backend):
     model = make(layer, n_layers=2, unet=(layer == "S4-rank2"))
     with torch.no_grad():  # larger dt: states that decay within the test, so transfer errors show
@@ -152,12 +152,13 @@ def test_fast_step_equals_reference_step(layer, chunk, backend):
         assert_close(got.queue, want.queue, torch.float32, "UpPool queue", factor=5)
 
 
+@pytest.mark.compiled
 @pytest.mark.parametrize("batch", [1, 5, 20])  # the compiled products' narrow-column tail, 8- and 16-wide blocks
 @pytest.mark.parametrize("layer,activation,final", [("S4", "gelu", "glu"), ("S4D", "silu", "linear"),
                                                     ("S4-rank2", "relu", "identity"), ("S5", "tanh", "glu"),
                                                     ("S4PTD", "identity", "linear")])
 def test_compiled_step_ops_equal_the_pytorch_path(batch, layer, activation, final):
-    """backend='cpp' (ssm.residual_chain, ssm.siso_bank_begin/_end) against backend='torch', in
+    """backend='cpp' (ssm.ops.step: residual_chain, siso_bank_begin/_end) against backend='torch', in
     float64 so that any indexing slip shows far above rounding: outputs at every step and the
     exported state, for every activation and output map the fused chain implements."""
     torch.manual_seed(1)
@@ -180,6 +181,7 @@ def test_compiled_step_ops_equal_the_pytorch_path(batch, layer, activation, fina
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)  # exported as complex64
 
 
+@pytest.mark.compiled
 def test_fast_stepper_backend_choice(monkeypatch):
     model = make("S4D", n_layers=1)
     assert FastStepper(model, 2).backend == "cpp"  # CPU, compiled library present
@@ -192,6 +194,7 @@ def test_fast_stepper_backend_choice(monkeypatch):
         FastStepper(model, 2, backend="fused")
 
 
+@pytest.mark.compiled
 def test_compiled_step_ops_reject_bad_input_and_change_nothing():
     model = make("S4D", n_layers=2)
     with torch.inference_mode():

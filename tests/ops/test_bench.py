@@ -8,6 +8,7 @@ import pytest
 from ssm.bench import _table, main
 
 
+@pytest.mark.compiled
 def test_kernels_rows_per_thread_count_and_scaling_lines(tmp_path, capsys):
     out = tmp_path / "k.json"
     assert main(["kernels", "--rows", "4", "--n", "3", "--length", "64", "--repeats", "1", "--threads", "1,2",

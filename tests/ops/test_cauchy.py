@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import BACKEND_PARAMS, assert_close, crandn, device_of, rel_err, wide
+from helpers import BACKEND_PARAMS, CPU_BACKEND_PARAMS, assert_close, crandn, device_of, rel_err, wide
 
 from ssm.ops import cauchy, cauchy_ref
 
@@ -56,7 +56,7 @@ def test_gradients_match_float64_reference(backend, shape):
     assert_close(gw.cpu(), ew, torch.complex64, f"{backend} dw")
 
 
-@pytest.mark.parametrize("backend", ["torch", "cpp", "keops"])
+@pytest.mark.parametrize("backend", CPU_BACKEND_PARAMS)
 def test_gradcheck_float64(backend):
     v, z, w = inputs((2,), (2,), 3, 5, torch.complex128, "cpu", seed=2)
     v.requires_grad_(True)
@@ -70,6 +70,7 @@ def test_torch_backend_gradient_for_z():
     assert torch.autograd.gradcheck(lambda z: cauchy(v, z, w, backend="torch"), (z,))
 
 
+@pytest.mark.compiled
 def test_z_gradient_refused_by_compiled_backend():
     v, z, w = inputs((2,), (2,), 3, 5, torch.complex128, "cpu")
     z.requires_grad_(True)
@@ -101,6 +102,7 @@ def test_nan_in_nan_out(backend):
     assert not torch.isnan(out[0]).any()
 
 
+@pytest.mark.compiled
 def test_cpp_result_independent_of_thread_count():
     """The parallel split of rows/blocks must not change the result."""
     v, z, w = inputs((64,), (64,), 16, 3001, torch.complex64, "cpu", seed=5)

@@ -25,6 +25,7 @@ def _c(*shape, dtype=torch.complex128):
     return torch.randn(*shape, dtype=dtype)
 
 
+@pytest.mark.compiled
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
 def test_opcheck_all_ops(cpu_ops, dtype):
     real = torch.float32 if dtype == torch.complex64 else torch.float64
@@ -40,6 +41,7 @@ def test_opcheck_all_ops(cpu_ops, dtype):
     torch.library.opcheck(cpu_ops.vandermonde_sums, (u.detach(), x.detach(), True))
 
 
+@pytest.mark.compiled
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_opcheck_generation_ops(cpu_ops, dtype):
     """The SaShiMi generation ops (schemas, mutation annotations, fake kernels) on a tiny stepper's
@@ -64,6 +66,7 @@ def test_opcheck_generation_ops(cpu_ops, dtype):
         torch.library.opcheck(cpu_ops.siso_bank_end, (X.clone(), Acc.clone(), bank.Kd, bank.Ur, bank.ETr, bank.ETi, j))
 
 
+@pytest.mark.compiled
 def test_torch_compile_traces_the_custom_ops(cpu_ops):
     v, w, z = _c(4, 6), _c(4, 6), _c(9)
     x = (-torch.rand(4, 6) + 1j * torch.randn(4, 6)).to(torch.complex128)
@@ -76,6 +79,7 @@ def test_torch_compile_traces_the_custom_ops(cpu_ops):
     assert torch.allclose(compiled(v, z, w, x, u), f(v, z, w, x, u))
 
 
+@pytest.mark.compiled
 def test_backends_reports_every_backend():
     report = ssm.ops.backends()
     assert set(report) == {"torch", "cpp", "cuda", "keops"}
@@ -102,6 +106,7 @@ def test_forcing_backends(monkeypatch):
     assert ssm.ops.fftconv(u, torch.randn(2, 4)).shape == (1, 2, 4)
 
 
+@pytest.mark.compiled
 def test_env_backend_selects_the_backend(monkeypatch):
     from ssm.ops import _dispatch
 
@@ -167,6 +172,7 @@ def _nvcc_available() -> bool:
     return shutil.which("nvcc") is not None or os.path.isfile("/usr/local/cuda/bin/nvcc")
 
 
+@pytest.mark.compiled
 def test_cuda_sources_compile_and_link(tmp_path):
     """Every .cu file compiles and links against torch (run on CI, which has nvcc but no GPU)."""
     if not _nvcc_available():
@@ -181,6 +187,7 @@ def test_cuda_sources_compile_and_link(tmp_path):
     assert os.path.isfile(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.compiled
 def test_no_build_switch_still_uses_a_library_already_built():
     assert _extension.load("cpu").loaded  # the cache now holds this machine's library
     env = dict(os.environ, SSM_NO_BUILD="1")

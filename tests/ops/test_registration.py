@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 import ssm.ops
@@ -62,6 +63,7 @@ LOAD_LIBRARY_ALONE = textwrap.dedent(
 )
 
 
+@pytest.mark.compiled
 def test_the_library_loaded_alone_has_fake_kernels_and_autograd():
     path = _extension.load("cpu").detail
     assert Path(path).is_file(), path

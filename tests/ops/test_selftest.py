@@ -14,6 +14,8 @@ import torch
 import ssm.ops
 from ssm.ops import _extension, _selftest
 
+pytestmark = pytest.mark.compiled  # checks the compiled CPU ops as a stand-in for the CUDA ones
+
 
 @pytest.fixture(scope="module")
 def cpu_ops():

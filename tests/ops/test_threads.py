@@ -10,7 +10,8 @@ import torch
 
 from ssm.ops import _extension, cauchy, vandermonde, vandermonde_transpose
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenMP build on Linux only")
+pytestmark = [pytest.mark.compiled,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenMP build on Linux only")]
 
 
 @pytest.fixture(scope="module")

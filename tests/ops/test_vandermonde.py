@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import BACKEND_PARAMS, assert_close, crandn, device_of, stable_poles, wide
+from helpers import BACKEND_PARAMS, CPU_BACKEND_PARAMS, assert_close, crandn, device_of, stable_poles, wide
 
 from ssm.ops import vandermonde, vandermonde_ref, vandermonde_transpose, vandermonde_transpose_ref
 
@@ -86,7 +86,7 @@ def test_transpose_is_adjoint_of_forward():
     assert torch.allclose(lhs, rhs, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", ["torch", "cpp", "keops"])
+@pytest.mark.parametrize("backend", CPU_BACKEND_PARAMS)
 def test_gradcheck_float64(backend):
     v, x = s4d_inputs((2,), (2,), 3, 9, torch.complex128, "cpu", seed=4)
     u = torch.randn(2, 9, dtype=torch.float64)
@@ -96,6 +96,7 @@ def test_gradcheck_float64(backend):
     assert torch.autograd.gradcheck(lambda u, v, x: vandermonde_transpose(u, v, x, backend=backend), (u, v, x))
 
 
+@pytest.mark.compiled
 def test_long_sequence_accuracy_cpp():
     """Block anchors keep float32 accurate where a running product of exp(x) would drift."""
     v, x = s4d_inputs((2,), (2,), 16, 65536, torch.complex64, "cpu", seed=5)
