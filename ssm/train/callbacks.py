@@ -1,4 +1,5 @@
-"""Trainer plumbing: atomic checkpoint writes, and the end-of-run summary with a learning curve."""
+"""Trainer plumbing: atomic checkpoint writes and safe reads, preemption saves, a CSV log that
+survives resumes, and the end-of-run summary with a learning curve."""
 
 from __future__ import annotations
 
@@ -6,21 +7,42 @@ import csv
 import json
 import os
 import random
+import signal
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file in the same directory, fsync, then rename over the target.
 
     A kill during the write leaves the previous checkpoint untouched (rename is atomic on POSIX),
-    where the default writer truncates the file first.
+    where the default writer truncates the file first; the temporary file it leaves behind is
+    removed at the next start (``remove_stale_temp_files``).
+
+    Reads go through ``read_checkpoint`` (weights-only with our allowlist, config targets checked)
+    unless ``trust``; ``allowed_targets`` are the ``_target_`` values the command line vouches for.
     """
+
+    TEMP_GLOB = ".*.ckpt.*.tmp"
+
+    def __init__(self, *, trust: bool = False, allowed_targets=(), what: str = "ckpt_path"):
+        super().__init__()
+        self.trust, self.allowed_targets, self.what = trust, frozenset(allowed_targets), what
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        from .loading import read_checkpoint
+
+        # Lightning's default map_location keeps storages on the CPU; it moves them itself
+        return read_checkpoint(path, map_location=map_location or "cpu", trust=self.trust,
+                               allowed_targets=self.allowed_targets, what=self.what)
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)
@@ -35,6 +57,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def remove_stale_temp_files(directory) -> list[Path]:
+    """Delete the temporary files that a write killed mid-way left in ``directory`` (only the
+    ``AtomicCheckpointIO`` pattern); returns what was removed. Call it before training starts,
+    when no write can be in progress."""
+    directory = Path(directory)
+    removed = sorted(directory.glob(AtomicCheckpointIO.TEMP_GLOB)) if directory.is_dir() else []
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
 
 
 class RandomState(L.Callback):
@@ -82,13 +115,23 @@ class RandomState(L.Callback):
 
 class RunSummary(L.Callback):
     """At the end of fit: best monitored metric, parameter count, seconds per epoch, written to
-    ``summary.json`` and printed; and ``learning_curve.png`` from the CSV log."""
+    ``summary.json`` and printed; and ``learning_curve.png`` from the CSV log.
+
+    Its counters travel in every checkpoint, so the summary of a resumed run covers the whole run;
+    ``epochs`` is the loop's count of finished epochs."""
 
     def __init__(self, output_dir: str, monitor: str, mode: str = "max"):
         self.output_dir, self.monitor, self.mode = Path(output_dir), monitor, mode
         self.epoch_seconds: list[float] = []
         self.best: float | None = None
         self._start: float | None = None
+
+    def state_dict(self) -> dict:
+        return {"epoch_seconds": list(self.epoch_seconds), "best": self.best}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epoch_seconds = [float(s) for s in state_dict.get("epoch_seconds", [])]
+        self.best = state_dict.get("best")
 
     def on_train_start(self, trainer, pl_module):
         # a run resumed mid-epoch gets no on_train_epoch_start for that epoch
@@ -117,7 +160,7 @@ class RunSummary(L.Callback):
             "monitor": self.monitor,
             "best": self.best,
             "parameters": sum(p.numel() for p in pl_module.model.parameters()),
-            "epochs": len(self.epoch_seconds),
+            "epochs": trainer.fit_loop.epoch_progress.total.completed,
             "seconds_per_epoch": (sum(self.epoch_seconds) / len(self.epoch_seconds)) if self.epoch_seconds else None,
             "global_step": trainer.global_step,
         }
@@ -202,3 +245,173 @@ def plot_forecast(lag: torch.Tensor, truth: torch.Tensor, forecast: torch.Tensor
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
+
+
+# -- preemption -------------------------------------------------------------------------------------
+
+class Preemption(L.Callback):
+    """SIGTERM (what SLURM and Kubernetes send before they stop a job), SIGINT (Ctrl+C) or SIGUSR1:
+    save an exact-resume ``last.ckpt`` at the step being finished, then stop the run; ``ssm-train``
+    exits with status 128 + signal and says ``resume with ckpt_path=last``.
+
+    Lightning's signal connector owns SIGTERM: it sets ``trainer.received_sigterm`` and raises
+    ``SIGTERMException`` at the end of the training batch (also killing DDP children and telling
+    the other ranks). A signal that arrives mid-step would be acted on after our hooks ran, so
+    during training this callback holds the signal and hands it to Lightning's handler at the next
+    ``on_train_batch_end`` (or ``on_train_epoch_end``), right after saving at the same point where
+    step checkpoints are taken, so the checkpoint is exactly the state at that step. SIGUSR1 is
+    left to Lightning when its SLURM auto-requeue handler has claimed it. A second SIGINT
+    interrupts at once.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+
+    def __init__(self, checkpoint_path: str):
+        self.checkpoint_path = Path(checkpoint_path)
+        self.signum: int | None = None  # the signal that stopped the run
+        self.saved_step: int | None = None  # the global step of the preemption checkpoint
+        self._pending: int | None = None
+        self._previous: dict = {}
+
+    def _hold(self, signum, frame):
+        if signum == signal.SIGINT and self._pending is not None:
+            raise KeyboardInterrupt  # a second Ctrl+C: stop now
+        self._pending = signum
+        print(f"ssm-train: received {signal.Signals(signum).name}; saving a checkpoint at the end of this step",
+              file=sys.stderr, flush=True)
+
+    def on_train_start(self, trainer, pl_module):
+        # Lightning registered its handlers when the run started; ours sit in front while training
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            current = signal.getsignal(signum)
+            if name == "SIGUSR1" and current not in (signal.SIG_DFL, None):
+                continue  # SLURM auto-requeue (or the user) already handles it
+            self._previous[signum] = current
+            signal.signal(signum, self._hold)
+
+    def _restore(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def _act(self, trainer):
+        if self._pending is None:
+            return
+        signum, self._pending = self._pending, None
+        self.signum = signum
+        if trainer.global_step > 0:  # nothing trained yet: nothing worth saving
+            trainer.save_checkpoint(self.checkpoint_path)
+            self.saved_step = trainer.global_step
+        lightning_handler = self._previous.get(signal.SIGTERM)
+        self._restore()
+        # Lightning's own SIGTERM path from here: its handler flags the trainer (and tells DDP
+        # children and other ranks), and the loop raises SIGTERMException after this hook
+        if callable(lightning_handler):
+            lightning_handler(signal.SIGTERM, None)
+        if not trainer.received_sigterm:  # no Lightning handler installed (not under trainer.fit)
+            raise SIGTERMException
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._act(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._act(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._restore()
+        if isinstance(exception, SIGTERMException) and self.signum is None:
+            self.signum = signal.SIGTERM  # Lightning's handler caught it outside training
+
+    def message(self) -> str:
+        name = signal.Signals(self.signum).name if self.signum else "a signal"
+        saved = (f"saved an exact-resume checkpoint at step {self.saved_step} to {self.checkpoint_path}"
+                 if self.saved_step is not None else
+                 f"no new checkpoint (the last one on disk, if any, is {self.checkpoint_path})")
+        return f"ssm-train: preempted by {name}; {saved}; resume with ckpt_path=last"
+
+
+class FinalCheckpoint(L.Callback):
+    """``last.ckpt`` at the very end of fit: the true last state (every step, epoch-end hooks and
+    loop counters done), so resuming a finished run finds nothing left to train."""
+
+    def __init__(self, checkpoint_path: str):
+        self.checkpoint_path = Path(checkpoint_path)
+
+    def on_train_end(self, trainer, pl_module):
+        if not trainer.fast_dev_run and trainer.global_step > 0:
+            trainer.save_checkpoint(self.checkpoint_path)
+
+
+# -- a CSV history that survives resumes --------------------------------------------------------------
+
+class LogHistory(L.Callback):
+    """Keeps ``metrics.csv`` whole across resumes (with ``ssm.train.loggers.CSVLogger``, which
+    appends instead of deleting the file).
+
+    Every checkpoint records how many rows the CSV log held when it was written (the logger is
+    flushed first, so no logged row is only in memory); resuming from it cuts the file back to
+    that many rows, dropping the rows of steps the killed process did after its last checkpoint,
+    which the resumed run logs again.
+    """
+
+    def __init__(self):
+        self._rows: int | None = None
+
+    @staticmethod
+    def _csv_files(trainer) -> list[Path]:
+        files = []
+        for logger in trainer.loggers:
+            log_dir = getattr(logger, "log_dir", None)
+            if log_dir is not None and hasattr(logger, "experiment") and type(logger).__name__.endswith("CSVLogger"):
+                files.append(Path(log_dir) / "metrics.csv")
+        return files
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        for logger in trainer.loggers:
+            logger.save()
+        files = self._csv_files(trainer)
+        rows = csv_rows(files[0]) if files and trainer.is_global_zero else 0
+        checkpoint.setdefault("callbacks", {})[self.state_key] = {"rows": rows}
+
+    def load_state_dict(self, state_dict):
+        self._rows = int(state_dict.get("rows", 0))
+
+    def on_train_start(self, trainer, pl_module):
+        rows, self._rows = self._rows, None
+        if rows is None or not trainer.is_global_zero:
+            return
+        for path in self._csv_files(trainer):
+            truncate_csv(path, rows)
+
+
+def csv_rows(path: Path) -> int:
+    """Data rows (header excluded) in a CSV file; 0 when there is none."""
+    if not Path(path).is_file():
+        return 0
+    with open(path, newline="") as f:
+        return max(sum(1 for _ in csv.reader(f)) - 1, 0)
+
+
+def truncate_csv(path: Path, rows: int) -> int:
+    """Keep the header and the first ``rows`` data rows of ``path`` (atomically); returns how many
+    rows were dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as f:
+        table = list(csv.reader(f))
+    dropped = max(len(table) - 1 - rows, 0)
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(table[: rows + 1])
+        os.replace(tmp, path)
+    return dropped

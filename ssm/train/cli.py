@@ -3,18 +3,34 @@
     ssm-train                                  # the default experiment
     ssm-train experiment=NAME key=value ...     # any overlay and overrides
     ssm-train ... ckpt_path=last                # resume the run in this output directory
+    ssm-train ... trust_checkpoint=true         # load a checkpoint you know without the safety checks
+
+SIGTERM/SIGINT/SIGUSR1 during training save an exact-resume last.ckpt and exit with 128 + signal.
 """
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import AtomicCheckpointIO, ForecastPlot, RandomState, RunSummary
+from .callbacks import (
+    AtomicCheckpointIO,
+    FinalCheckpoint,
+    ForecastPlot,
+    LogHistory,
+    Preemption,
+    RandomState,
+    RunSummary,
+    remove_stale_temp_files,
+)
+from .loading import config_dir, config_targets, read_checkpoint  # noqa: F401  (cli.config_dir stays importable)
 from .loggers import instantiate_loggers
 from .module import SequenceLightningModule
 from .pretraining import (
@@ -32,13 +48,11 @@ for _name, _fn in {"ssm.pretrain_d_input": pretrain_d_input, "ssm.pretrain_vocab
         OmegaConf.register_new_resolver(_name, _fn)
 
 
-def config_dir() -> Path:
-    """``configs/``: shipped inside the package (wheel) or at the repository root (editable)."""
-    here = Path(__file__).resolve().parent.parent  # ssm/
-    for candidate in (here / "configs", here.parent / "configs"):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(f"ssm-train: configs/ not found next to {here}")
+def checkpoint_trust(cfg: DictConfig) -> dict:
+    """How this run reads checkpoints: ``trust_checkpoint=true`` skips the safety checks; otherwise
+    the targets of the command line's own config are vouched for (a resumed run names them too)."""
+    return {"trust": bool(cfg.get("trust_checkpoint", False)),
+            "allowed_targets": config_targets(OmegaConf.to_container(cfg, resolve=False))}
 
 
 def build(cfg: DictConfig):
@@ -46,7 +60,7 @@ def build(cfg: DictConfig):
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     if cfg.get("pretrained"):  # fine-tuning: start from a self-pretrained backbone
-        report = load_pretrained(model, cfg.pretrained)
+        report = load_pretrained(model, cfg.pretrained, **checkpoint_trust(cfg))
         print(f"pretrained: loaded {len(report['loaded'])} backbone tensors from {cfg.pretrained}"
               f"{' (mask entries dropped from ' + ', '.join(report['trimmed']) + ')' if report['trimmed'] else ''}; "
               f"head left at its initialisation: {', '.join(report['head'])}")
@@ -57,11 +71,13 @@ def build(cfg: DictConfig):
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode)]
+    callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode), LogHistory()]
+    last = Path(cfg.output_dir) / "checkpoints" / "last.ckpt"
+    callbacks += [Preemption(str(last)), FinalCheckpoint(str(last))]
     if isinstance(task, Forecasting):
         callbacks.append(ForecastPlot(cfg.output_dir, task.horizon))
     logger = instantiate_loggers(cfg.get("logger")) or False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO(**checkpoint_trust(cfg))])
     return datamodule, module, trainer
 
 
@@ -79,17 +95,42 @@ def resolve_ckpt(cfg: DictConfig) -> str | None:
     return ckpt
 
 
+def finished(ckpt: dict, cfg: DictConfig) -> str | None:
+    """Why the run saved in ``ckpt`` has nothing left to train under ``cfg.trainer``, or None."""
+    epochs = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("total", {}).get("completed", 0)
+    max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps") or -1
+    if max_steps > 0 and ckpt.get("global_step", 0) >= max_steps:
+        return f"step {ckpt.get('global_step')} of trainer.max_steps={max_steps}"
+    if max_epochs is not None and max_epochs >= 0 and epochs >= max_epochs:
+        return f"epoch {epochs} of trainer.max_epochs={max_epochs}"
+    return None
+
+
 def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     ckpt = resolve_ckpt(cfg)
+    if ckpt is not None:  # refuse a damaged or unsafe file before building anything
+        done = finished(read_checkpoint(ckpt, what="ckpt_path", **checkpoint_trust(cfg)), cfg)
+        if done:
+            print(f"ssm-train: the run in {ckpt} is already finished ({done}); nothing to train. "
+                  "Raise trainer.max_epochs (or max_steps) to train further.")
+            return {}
     datamodule, module, trainer = build(cfg)
-    # Our checkpoints hold optimizer/scheduler state that torch's weights_only loader refuses;
-    # they are the run's own files (or one the user named), so they are loaded in full.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+    if trainer.is_global_zero:
+        for stale in remove_stale_temp_files(Path(cfg.output_dir) / "checkpoints"):
+            print(f"ssm-train: removed {stale}, left by a checkpoint write that was killed")
+    preemption = next(c for c in trainer.callbacks if isinstance(c, Preemption))
+    # checkpoints are read by AtomicCheckpointIO.load_checkpoint (read_checkpoint: safe unless
+    # trust_checkpoint=true)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    except SIGTERMException:
+        print(preemption.message(), file=sys.stderr, flush=True)
+        raise SystemExit(128 + int(preemption.signum or signal.SIGTERM)) from None
     results = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True) and not trainer.fast_dev_run:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         results.update({k: float(v) for k, v in (tested[0] if tested else {}).items()})
     return results
 
