@@ -37,6 +37,22 @@ _ACTIVATIONS = {
 }
 
 
+def length_mask(name: str, lengths, B: int, L: int, device) -> torch.Tensor:
+    """The ``(B, L)`` bool mask of valid positions for ``lengths`` (validated: an integer tensor
+    of shape ``(B,)`` with ``1 <= lengths <= L``). Callers zero padding with ``torch.where`` on
+    it, never by multiplying, so NaN/Inf in padded positions cannot reach valid outputs."""
+    if not isinstance(lengths, torch.Tensor):
+        raise TypeError(f"{name}: `lengths` must be an integer tensor of shape (B,) = ({B},), got {type(lengths).__name__}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"{name}: `lengths` must be an integer tensor (e.g. int64), got {lengths.dtype}")
+    if lengths.shape != (B,):
+        raise ValueError(f"{name}: `lengths` must be (B,) = ({B},), got {tuple(lengths.shape)}")
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if lo < 1 or hi > L:
+        raise ValueError(f"{name}: `lengths` must satisfy 1 <= length <= L = {L}, got values in [{lo}, {hi}]")
+    return torch.arange(L, device=device)[None, :] < lengths.to(device)[:, None]  # (B, L)
+
+
 class SSMBlock(nn.Module):
     """``y = out_linear(dropout(activation(core(x))))`` with the layer contract; (B, L, H) at the boundary."""
 
@@ -102,15 +118,13 @@ class SSMBlock(nn.Module):
         self._check(x)
         mask = None
         if lengths is not None:
-            if lengths.shape != (x.shape[0],):
-                raise ValueError(f"{type(self).__name__}: `lengths` must be (B,) = ({x.shape[0]},), got {tuple(lengths.shape)}")
-            mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (B, L)
-            x = x * mask.unsqueeze(-1)
+            mask = length_mask(type(self).__name__, lengths, x.shape[0], x.shape[1], x.device).unsqueeze(-1)  # (B, L, 1)
+            x = torch.where(mask, x, 0.0)  # a select: NaN in padding stays out
         u = x.transpose(1, 2)  # (B, H, L)
         y, next_state = self.core(u, state)
         y = self._pointwise(y.transpose(1, 2))  # (B, L, H)
         if mask is not None:
-            y = y * mask.unsqueeze(-1)
+            y = torch.where(mask, y, 0.0)
         return y, next_state
 
     def default_state(self, batch: int, *, device=None):

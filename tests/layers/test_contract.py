@@ -162,3 +162,38 @@ def test_step_follows_parameter_updates_after_setup(name):
             yt, state = layer.step(x[:, t], state)
             ys.append(yt)
     assert rel(torch.stack(ys, 1), y) < 1e-4
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_nan_in_padding_leaves_valid_outputs_finite_and_equal_to_the_unpadded_run(name):
+    layer = make(name)  # causal: a valid output sees only valid inputs
+    x = torch.randn(2, 20, H)
+    padded = torch.cat([x, torch.full((2, 7, H), float("nan"))], 1)  # (B, 27, H)
+    padded[1, 13:] = float("inf")  # the second sequence is 13 long: padding of inf and nan
+    padded[1, 15] = float("nan")
+    lengths = torch.tensor([20, 13])
+    with torch.no_grad():
+        y, _ = layer(padded, lengths=lengths)
+        alone = [layer(x[b : b + 1, : int(n)])[0][0] for b, n in enumerate(lengths)]
+    assert torch.isfinite(y).all()
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.allclose(y[b, :n], alone[b], atol=1e-5, rtol=1e-5), f"sequence {b}: padding changed valid outputs"
+        assert torch.all(y[b, n:] == 0)
+    # bidirectional layers: the padding still cannot poison anything
+    bi = make(name, bidirectional=True)
+    with torch.no_grad():
+        assert torch.isfinite(bi(padded, lengths=lengths)[0]).all()
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (torch.tensor([20.0, 12.0]), TypeError, r"`lengths` must be an integer tensor \(e.g. int64\), got torch.float32"),
+    (torch.tensor([20, 0]), ValueError, r"`lengths` must satisfy 1 <= length <= L = 20, got values in \[0, 20\]"),
+    (torch.tensor([-3, 5]), ValueError, r"`lengths` must satisfy 1 <= length <= L = 20, got values in \[-3, 5\]"),
+    (torch.tensor([21, 5]), ValueError, r"`lengths` must satisfy 1 <= length <= L = 20, got values in \[5, 21\]"),
+    (torch.tensor([5]), ValueError, r"`lengths` must be \(B,\) = \(2,\), got \(1,\)"),
+    ([20, 12], TypeError, r"`lengths` must be an integer tensor of shape \(B,\)"),
+])
+def test_lengths_are_validated(bad, error, match):
+    layer = make("S4D-legs-zoh")
+    with pytest.raises(error, match=rf"S4D: {match}"):
+        layer(torch.randn(2, 20, H), lengths=bad)
