@@ -108,6 +108,19 @@ class SSMBlock(nn.Module):
             if x.shape[1] == 0:
                 raise ValueError(f"{name}: input must be (B, L, H) with L >= 1, got shape {tuple(x.shape)}")
 
+    def _compute_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the dtype the layer computes in. Input and parameters must share a dtype, except
+        half/bf16 input to a float32 layer: under autocast it is autocast's; without, the layer
+        computes in float32 and ``forward``/``step`` cast the output back to the input's dtype."""
+        p = self.core.real_dtype
+        if x.dtype == p:
+            return x
+        if x.dtype in (torch.float16, torch.bfloat16) and p == torch.float32:
+            return x if torch.is_autocast_enabled(x.device.type) else x.float()
+        raise TypeError(
+            f"{type(self).__name__}: input is {x.dtype} but the layer's parameters are {p}; build the layer with "
+            f"dtype={x.dtype} (or call .to({x.dtype})), or cast the input to {p}")
+
     def _pointwise(self, y: torch.Tensor) -> torch.Tensor:
         return self.out(self.dropout(_ACTIVATIONS[self.activation](y)))
 
@@ -116,6 +129,7 @@ class SSMBlock(nn.Module):
     def forward(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None):
         """``x: (B, L, H)`` -> ``(y: (B, L, H), next_state)``. ``lengths: (B,)`` masks padding."""
         self._check(x)
+        dtype, x = x.dtype, self._compute_input(x)
         mask = None
         if lengths is not None:
             mask = length_mask(type(self).__name__, lengths, x.shape[0], x.shape[1], x.device).unsqueeze(-1)  # (B, L, 1)
@@ -125,7 +139,7 @@ class SSMBlock(nn.Module):
         y = self._pointwise(y.transpose(1, 2))  # (B, L, H)
         if mask is not None:
             y = torch.where(mask, y, 0.0)
-        return y, next_state
+        return y.to(dtype), next_state
 
     def default_state(self, batch: int, *, device=None):
         return self.core.default_state(batch, device=device)
@@ -136,5 +150,6 @@ class SSMBlock(nn.Module):
     def step(self, x_t: torch.Tensor, state):
         """``x_t: (B, H)`` -> ``(y_t: (B, H), next_state)``."""
         self._check(x_t, step=True)
+        dtype, x_t = x_t.dtype, self._compute_input(x_t)
         y, state = self.core.step(x_t, state)
-        return self._pointwise(y), state
+        return self._pointwise(y).to(dtype), state

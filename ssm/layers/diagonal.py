@@ -40,7 +40,7 @@ class S4D(SSMBlock):
     ):
         core = DiagonalSSM(
             d_model, d_state, init=init, disc=disc, real_transform=real_transform, dt_min=dt_min,
-            dt_max=dt_max, lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max, device=device,
+            dt_max=dt_max, lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)
 
@@ -78,6 +78,6 @@ class S4PTD(SSMBlock):
         core = DiagonalSSM(
             d_model, d_state, disc=disc, real_transform=real_transform, dt_min=dt_min, dt_max=dt_max,
             lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max,
-            modes=(Lambda, torch.ones_like(B_tilde)), c_basis=V * B_tilde, device=device,
+            modes=(Lambda, torch.ones_like(B_tilde)), c_basis=V * B_tilde, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)

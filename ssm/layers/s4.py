@@ -35,6 +35,6 @@ class S4(SSMBlock):
     ):
         core = DPLRSSM(
             d_model, d_state, rank=rank, dt_min=dt_min, dt_max=dt_max, lr=lr, n_ssm=n_ssm,
-            bidirectional=bidirectional, l_max=l_max, device=device,
+            bidirectional=bidirectional, l_max=l_max, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)

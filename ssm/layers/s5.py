@@ -36,7 +36,7 @@ class S5(SSMBlock):
     ):
         core = S5SSM(
             d_model, d_state, blocks=blocks, init=init, conj_sym=conj_sym, C_init=C_init, dt_min=dt_min,
-            dt_max=dt_max, clip_eigs=clip_eigs, lr=lr, bidirectional=bidirectional, device=device,
+            dt_max=dt_max, clip_eigs=clip_eigs, lr=lr, bidirectional=bidirectional, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)
 
