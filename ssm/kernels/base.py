@@ -16,6 +16,14 @@ def check_choice(owner: str, name: str, value, options) -> None:
         raise ValueError(f"{owner}: `{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
+def check_size(owner: str, name: str, value, *, even: bool = False, why: str = "") -> None:
+    """A positive integer size argument (``d_model``, ``d_state``, ...), even when ``even``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: `{name}` must be a positive integer, got {value!r}")
+    if even and value % 2:
+        raise ValueError(f"{owner}: `{name}` must be even{why}, got {value}")
+
+
 def working_dtype(module: nn.Module) -> torch.dtype:
     """The real dtype SSM math runs in for ``module``'s parameters: float64 for float64 parameters
     (``dtype=torch.float64``, ``.double()``), else float32 (never half precision, also for

@@ -107,6 +107,19 @@ class SSMBlock(nn.Module):
                 raise ValueError(f"{name}: input length {x.shape[1]} exceeds this layer's l_max={limit}; build it with a larger l_max")
             if x.shape[1] == 0:
                 raise ValueError(f"{name}: input must be (B, L, H) with L >= 1, got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: input must be {want} with B >= 1 (an empty batch), got shape {tuple(x.shape)}")
+
+    def _check_state(self, state, batch: int) -> None:
+        """A passed-in state must have the shape ``default_state(batch)`` has."""
+        if state is None:
+            return
+        name = type(self).__name__
+        want = self.core.default_state(batch, device="meta")
+        if not isinstance(state, torch.Tensor) or state.shape != want.shape:
+            got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise ValueError(f"{name}: `state` must have the shape of default_state({batch}), {tuple(want.shape)}, "
+                             f"got {got}")
 
     def _compute_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the dtype the layer computes in. Input and parameters must share a dtype, except
@@ -129,6 +142,8 @@ class SSMBlock(nn.Module):
     def forward(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None):
         """``x: (B, L, H)`` -> ``(y: (B, L, H), next_state)``. ``lengths: (B,)`` masks padding."""
         self._check(x)
+        if state is not None and self.core.causal:  # (a bidirectional core refuses any state itself)
+            self._check_state(state, x.shape[0])
         dtype, x = x.dtype, self._compute_input(x)
         mask = None
         if lengths is not None:
@@ -150,6 +165,7 @@ class SSMBlock(nn.Module):
     def step(self, x_t: torch.Tensor, state):
         """``x_t: (B, H)`` -> ``(y_t: (B, H), next_state)``."""
         self._check(x_t, step=True)
+        self._check_state(state, x_t.shape[0])
         dtype, x_t = x_t.dtype, self._compute_input(x_t)
         y, state = self.core.step(x_t, state)
         return self._pointwise(y).to(dtype), state

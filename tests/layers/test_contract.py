@@ -1,6 +1,8 @@
 """Every layer honours the contract: conv == step == chunked state passing, causality,
 gradients to every parameter, clear errors on bad input."""
 
+import re
+
 import pytest
 import torch
 
@@ -197,3 +199,32 @@ def test_lengths_are_validated(bad, error, match):
     layer = make("S4D-legs-zoh")
     with pytest.raises(error, match=rf"S4D: {match}"):
         layer(torch.randn(2, 20, H), lengths=bad)
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: ssm.S5(0, 8), r"S5: `d_model` must be a positive integer, got 0"),
+    (lambda: ssm.S4D(0, 8), r"S4D: `d_model` must be a positive integer, got 0"),
+    (lambda: ssm.S4(8, 7), r"S4: `d_state` must be even \(the layer keeps d_state/2 complex modes"),
+    (lambda: ssm.S4D(8, 7), r"S4D: `d_state` must be even"),
+    (lambda: ssm.S4PTD(8, 0), r"S4PTD: `d_state` must be a positive integer, got 0"),
+    (lambda: ssm.S5(8, 7), r"S5: `d_state` / `blocks` must be even for init='hippo'.* got 7 / 1 = 7"),
+    (lambda: ssm.S5(8, 6, blocks=4), r"S5: `d_state` \(6\) must be divisible by `blocks` \(4\)"),
+])
+def test_sizes_are_validated_by_name(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+@pytest.mark.parametrize("name", ["S4D-legs-zoh", "S4", "S5"])
+def test_empty_batch_and_wrong_state_name_the_layer(name):
+    layer = make(name)
+    cls = type(layer).__name__
+    with pytest.raises(ValueError, match=rf"{cls}: input must be \(B, L, H\) with B >= 1"):
+        layer(torch.randn(0, 5, H))
+    good = layer.default_state(2)
+    bad = torch.zeros(3, *good.shape[1:], dtype=good.dtype)
+    with pytest.raises(ValueError, match=rf"{cls}: `state` must have the shape of default_state\(2\), "
+                                         rf"{re.escape(str(tuple(good.shape)))}, got \(3,"):
+        layer(torch.randn(2, 5, H), bad)
+    with pytest.raises(ValueError, match=rf"{cls}: `state` must have the shape of default_state\(2\)"):
+        layer.step(torch.randn(2, H), bad)
