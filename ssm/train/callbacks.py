@@ -300,9 +300,12 @@ class Preemption(L.Callback):
         self._previous = {}
 
     def _act(self, trainer):
-        if self._pending is None:
+        pending = self._pending is not None
+        if trainer.world_size > 1:  # a signal seen by any rank stops every rank at the same step
+            pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
+        if not pending:
             return
-        signum, self._pending = self._pending, None
+        signum, self._pending = self._pending or signal.SIGTERM, None
         self.signum = signum
         if trainer.global_step > 0:  # nothing trained yet: nothing worth saving
             trainer.save_checkpoint(self.checkpoint_path)

@@ -106,6 +106,14 @@ def finished(ckpt: dict, cfg: DictConfig) -> str | None:
     return None
 
 
+def test_finished(cfg: DictConfig, ckpt: str) -> dict:
+    """The test split on a finished run's best checkpoint (next to ``ckpt``; ``ckpt`` itself if none)."""
+    best = Path(ckpt).parent / "best.ckpt"
+    datamodule, module, trainer = build(cfg)
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=str(best if best.is_file() else ckpt))
+    return {k: float(v) for k, v in (tested[0] if tested else {}).items()}
+
+
 def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     ckpt = resolve_ckpt(cfg)
@@ -114,7 +122,7 @@ def train(cfg: DictConfig) -> dict:
         if done:
             print(f"ssm-train: the run in {ckpt} is already finished ({done}); nothing to train. "
                   "Raise trainer.max_epochs (or max_steps) to train further.")
-            return {}
+            return test_finished(cfg, ckpt) if cfg.get("test", True) else {}
     datamodule, module, trainer = build(cfg)
     if trainer.is_global_zero:
         for stale in remove_stale_temp_files(Path(cfg.output_dir) / "checkpoints"):
@@ -124,13 +132,18 @@ def train(cfg: DictConfig) -> dict:
     # trust_checkpoint=true)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
-    except SIGTERMException:
+    except SIGTERMException:  # a SystemExit without a code: it would exit 0
         print(preemption.message(), file=sys.stderr, flush=True)
         raise SystemExit(128 + int(preemption.signum or signal.SIGTERM)) from None
     results = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True) and not trainer.fast_dev_run:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        try:
+            tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        except SIGTERMException:
+            print("ssm-train: preempted by SIGTERM during the test after training finished (last.ckpt holds the "
+                  "finished run); run again with ckpt_path=last to evaluate", file=sys.stderr, flush=True)
+            raise SystemExit(128 + int(signal.SIGTERM)) from None
         results.update({k: float(v) for k, v in (tested[0] if tested else {}).items()})
     return results
 

@@ -98,6 +98,9 @@ def test_opt_out_loads_them(run, hostile, tmp_path, capsys):
     # the run it came from is finished: ckpt_path= reads it, says so and trains nothing
     assert train(_compose(run, [f"ckpt_path={targeted}", "trust_checkpoint=true"])) == {}
     assert "already finished" in capsys.readouterr().out
+    # with test=true the finished run is evaluated (its best.ckpt), still without training
+    tested = train(_compose(run, ["ckpt_path=last", "test=true"]))
+    assert "already finished" in capsys.readouterr().out and "test/accuracy" in tested
     # ssm-generate gets past the safety check and stops at the (non-audio) data config
     assert generate_main([f"checkpoint={targeted}", "trust_checkpoint=true", f"output_dir={tmp_path / 'g'}"]) == 2
     err = capsys.readouterr().err
