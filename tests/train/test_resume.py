@@ -48,6 +48,22 @@ HELPERS = textwrap.dedent(
             torch.save({"step": trainer.global_step, "state_dict": pl_module.state_dict()}, self.path)
 
 
+    class Progress(L.Callback):  # one stdout line per finished step, for a parent that kills at a step
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            print(f"ssm-soak-step {trainer.global_step}", flush=True)
+
+
+    class KillDuringSave(L.Callback):  # SIGKILL a few ms into the n-th checkpoint write of this process
+        def __init__(self, at=-1, delay_ms=0.0):
+            self.at, self.delay_ms, self.saves = at, delay_ms, 0
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+            self.saves += 1
+            if self.saves == self.at:  # the file is written right after this hook returns
+                import threading
+                threading.Timer(self.delay_ms / 1000, os.kill, (os.getpid(), signal.SIGKILL)).start()
+
+
     class RecordSaves(L.Callback):  # the global step of every checkpoint written
         def __init__(self, path):
             self.path = path
@@ -176,3 +192,77 @@ def test_step_and_epoch_checkpoints_and_a_finished_run_is_not_trained_again(work
     assert "already finished" in again.stdout and "nothing to train" in again.stdout
     assert not again_saves.exists()  # no checkpoint written: no training step ran
     assert rows(straight) == history and (straight.parent / "straight.pt").read_bytes() == weights
+
+
+# -- soak: many interruptions ------------------------------------------------------------------------
+
+HELPER_TARGETS = {f"helpers.{c}" for c in ("KillAt", "SignalAt", "SaveFinal", "Progress", "KillDuringSave")}
+SOAK = ["trainer.max_epochs=4", "+callbacks.progress_lines._target_=helpers.Progress",
+        "+callbacks.chaos._target_=helpers.KillDuringSave"]  # 32 steps, a checkpoint every 3
+
+
+@pytest.mark.slow
+def test_soak_ten_random_kills_end_equal_to_the_uninterrupted_run(work):
+    """10 interruptions of one run at random moments: SIGKILL after a random step, SIGTERM after a
+    random step, and SIGKILL a few milliseconds into a checkpoint write. After each, last.ckpt
+    loads with the safe reader; at the end the weights equal the uninterrupted run's and
+    metrics.csv holds each of its rows once. Figures are printed (run with -s) and written to
+    soak.json in the test's directory. Seed: SSM_SOAK_SEED (default 0).
+
+        PYTHONPATH=$PWD python -m pytest -m slow -s tests/train/test_resume.py -k soak
+    """
+    import random
+    import time
+
+    from ssm.train.loading import read_checkpoint
+
+    rng = random.Random(int(os.environ.get("SSM_SOAK_SEED", "0")))
+    never = SOAK + NEVER + ["+callbacks.chaos.at=-1"]
+    straight = run(work, "soak-straight", *never)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    kinds = ["sigkill", "sigkill", "sigkill", "sigkill", "sigterm", "sigterm", "sigterm", "write", "write", "write"]
+    rng.shuffle(kinds)
+    directory, last = work / "soak", work / "soak" / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(work), os.environ.get("PYTHONPATH", "")])}
+    figures, started = [], time.perf_counter()
+    for kind in kinds:
+        before = read_checkpoint(last, allowed_targets=HELPER_TARGETS)["global_step"] \
+            if last.is_file() else 0
+        extra = list(never if kind != "write" else [a for a in never if not a.startswith("+callbacks.chaos.at")]
+                     + [f"+callbacks.chaos.at={rng.randint(1, 3)}", f"+callbacks.chaos.delay_ms={rng.uniform(0, 4):.2f}"])
+        cmd = COMMON + [f"hydra.run.dir={directory}", f"+callbacks.final.path={directory}.pt", *extra]
+        cmd += ["ckpt_path=last"] if last.is_file() else []
+        target = before + rng.randint(1, 4)
+        with open(work / "soak-stderr.txt", "w") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+            for line in proc.stdout:
+                if kind != "write" and line.startswith("ssm-soak-step ") and int(line.split()[1]) >= target:
+                    time.sleep(rng.uniform(0, 0.2))  # somewhere inside the next step
+                    proc.send_signal(9 if kind == "sigkill" else 15)
+                    break
+            proc.stdout.read()  # keep draining: a closed pipe would fail the child's next print
+            proc.stdout.close()
+            rc = proc.wait(timeout=600)
+        temp_left = sorted(p.name for p in (directory / "checkpoints").glob(".*.tmp"))
+        after = read_checkpoint(last, allowed_targets=HELPER_TARGETS)["global_step"]
+        figures.append({"kind": kind, "rc": rc, "last_step_before": before, "last_step_after": after,
+                        "temp_file_left": bool(temp_left)})
+        assert rc in ({"sigkill": -9, "write": -9, "sigterm": 143}[kind], 0), (kind, rc, (work / "soak-stderr.txt").read_text()[-3000:])
+        if kind == "sigterm" and rc == 143:
+            assert after >= target, f"SIGTERM after step {target} saved only step {after}"
+        if rc == 0:
+            break  # finished before the interruption came
+    final = run(work, "soak", *never, "ckpt_path=last")
+    assert final.returncode == 0, final.stderr[-3000:]
+    report = {"interruptions": figures, "seconds": round(time.perf_counter() - started, 1),
+              "temp_files_left_by_kills": sum(f["temp_file_left"] for f in figures),
+              "sigterm_saved_at_the_step_it_stopped": [f["last_step_after"] for f in figures if f["kind"] == "sigterm"]}
+    (work / "soak.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    a, b = torch.load(work / "soak-straight.pt"), torch.load(work / "soak.pt")
+    assert a["step"] == b["step"] == 4 * STEPS_PER_EPOCH
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    masked = [{k: ("present" if k in EPOCH_AGGREGATES else v) for k, v in r.items()} for r in rows(directory)]
+    assert masked == [{k: ("present" if k in EPOCH_AGGREGATES else v) for k, v in r.items()}
+                      for r in rows(work / "soak-straight")]
+    assert len(figures) == 10, f"the run finished after {len(figures)} interruptions"
