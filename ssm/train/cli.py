@@ -16,8 +16,8 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import (
@@ -106,7 +106,7 @@ def finished(ckpt: dict, cfg: DictConfig) -> str | None:
     return None
 
 
-def test_finished(cfg: DictConfig, ckpt: str) -> dict:
+def evaluate_finished(cfg: DictConfig, ckpt: str) -> dict:
     """The test split on a finished run's best checkpoint (next to ``ckpt``; ``ckpt`` itself if none)."""
     best = Path(ckpt).parent / "best.ckpt"
     datamodule, module, trainer = build(cfg)
@@ -122,7 +122,7 @@ def train(cfg: DictConfig) -> dict:
         if done:
             print(f"ssm-train: the run in {ckpt} is already finished ({done}); nothing to train. "
                   "Raise trainer.max_epochs (or max_steps) to train further.")
-            return test_finished(cfg, ckpt) if cfg.get("test", True) else {}
+            return evaluate_finished(cfg, ckpt) if cfg.get("test", True) else {}
     datamodule, module, trainer = build(cfg)
     if trainer.is_global_zero:
         for stale in remove_stale_temp_files(Path(cfg.output_dir) / "checkpoints"):
