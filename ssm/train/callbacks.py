@@ -395,6 +395,70 @@ class LogHistory(L.Callback):
             truncate_csv(path, rows)
 
 
+class EpochAggregates(L.Callback):
+    """Carries the running training-epoch aggregates through a checkpoint, so the epoch a run is
+    interrupted in logs the same ``train/loss_epoch`` and ``train/<metric>`` as an uninterrupted run.
+
+    Lightning restores model, optimizer and loops but starts an interrupted epoch's means from
+    zero. Saved: the states of the module's ``train_metrics`` (torchmetrics) and the sums behind
+    each mean-reduced ``self.log(..., on_epoch=True)`` of ``training_step`` (Lightning's result
+    collection). Restored: the metric states when training starts (before any update); the
+    logged sums added to the fresh ones after the first resumed batch (a + b == b + a exactly, so
+    the epoch's mean is bit-identical).
+    """
+
+    def __init__(self):
+        self._saved_metrics: dict | None = None
+        self._logged: dict | None = None
+
+    @staticmethod
+    def _results(trainer) -> dict:
+        return getattr(trainer.fit_loop.epoch_loop, "_results", None) or {}
+
+    @staticmethod
+    def _metrics(pl_module) -> dict:
+        collection = getattr(pl_module, "train_metrics", None)
+        return dict(collection.items(keep_base=True, copy_state=False)) if collection is not None else {}
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        metrics = self._metrics(pl_module)
+        logged = {key: {"value": m.value.detach().clone(), "count": m.cumulated_batch_size.detach().clone()}
+                  for key, m in self._results(trainer).items()
+                  if key.startswith("training_step.") and m.is_tensor and m.meta.on_epoch and m.meta.is_mean_reduction}
+        checkpoint.setdefault("callbacks", {})[self.state_key] = {
+            "metrics": {name: {k: (v.detach().clone() if isinstance(v, torch.Tensor) else list(v))
+                               for k, v in m.metric_state.items()} | {"_update_count": m._update_count}
+                        for name, m in metrics.items()},
+            "logged": logged,
+        }
+
+    def load_state_dict(self, state_dict):
+        self._saved_metrics, self._logged = state_dict.get("metrics") or {}, state_dict.get("logged") or {}
+
+    def on_train_start(self, trainer, pl_module):
+        saved, self._saved_metrics = self._saved_metrics, None
+        metrics = self._metrics(pl_module)
+        for name, state in (saved or {}).items():
+            if name in metrics:
+                metric = metrics[name]
+                for k, v in state.items():
+                    if k == "_update_count":
+                        metric._update_count = int(v)
+                    else:
+                        setattr(metric, k, v.to(metric.device) if isinstance(v, torch.Tensor) else list(v))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not self._logged:
+            return
+        saved, self._logged = self._logged, None
+        results = self._results(trainer)
+        for key, state in saved.items():
+            if key in results:
+                m = results[key]
+                m.value = state["value"].to(m.value.device) + m.value
+                m.cumulated_batch_size = state["count"].to(m.cumulated_batch_size.device) + m.cumulated_batch_size
+
+
 def csv_rows(path: Path) -> int:
     """Data rows (header excluded) in a CSV file; 0 when there is none."""
     if not Path(path).is_file():

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import (
     AtomicCheckpointIO,
+    EpochAggregates,
     FinalCheckpoint,
     ForecastPlot,
     LogHistory,
@@ -71,7 +72,8 @@ def build(cfg: DictConfig):
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode), LogHistory()]
+    callbacks += [RandomState(), RunSummary(cfg.output_dir, task.monitor, task.monitor_mode), LogHistory(),
+                  EpochAggregates()]
     last = Path(cfg.output_dir) / "checkpoints" / "last.ckpt"
     callbacks += [Preemption(str(last)), FinalCheckpoint(str(last))]
     if isinstance(task, Forecasting):
