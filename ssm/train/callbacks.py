@@ -404,7 +404,7 @@ class EpochAggregates(L.Callback):
     each mean-reduced ``self.log(..., on_epoch=True)`` of ``training_step`` (Lightning's result
     collection). Restored: the metric states when training starts (before any update); the
     logged sums added to the fresh ones after the first resumed batch (a + b == b + a exactly, so
-    the epoch's mean is bit-identical).
+    the epoch's mean is bit-identical). Single-process runs only: a checkpoint holds rank 0's sums.
     """
 
     def __init__(self):
@@ -434,6 +434,10 @@ class EpochAggregates(L.Callback):
 
     def load_state_dict(self, state_dict):
         self._saved_metrics, self._logged = state_dict.get("metrics") or {}, state_dict.get("logged") or {}
+
+    def setup(self, trainer, pl_module, stage):
+        if trainer.world_size > 1:  # the checkpoint holds rank 0's partial sums only: keep each rank's own
+            self._saved_metrics = self._logged = None
 
     def on_train_start(self, trainer, pl_module):
         saved, self._saved_metrics = self._saved_metrics, None

@@ -64,6 +64,17 @@ HELPERS = textwrap.dedent(
                 threading.Timer(self.delay_ms / 1000, os.kill, (os.getpid(), signal.SIGKILL)).start()
 
 
+    class StepHash(L.Callback):  # a fingerprint of the weights after every step, to find where runs part
+        def __init__(self, path):
+            self.path = path
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            import torch
+            flat = torch.cat([p.detach().flatten().double() for p in pl_module.parameters()])
+            with open(self.path, "a") as f:
+                f.write(f"{trainer.global_step} {flat.sum().item()!r} {flat.abs().sum().item()!r}\n")
+
+
     class RecordSaves(L.Callback):  # the global step of every checkpoint written
         def __init__(self, path):
             self.path = path
@@ -193,7 +204,7 @@ def test_step_and_epoch_checkpoints_and_a_finished_run_is_not_trained_again(work
 
 # -- soak: many interruptions ------------------------------------------------------------------------
 
-HELPER_TARGETS = {f"helpers.{c}" for c in ("KillAt", "SignalAt", "SaveFinal", "Progress", "KillDuringSave")}
+HELPER_TARGETS = {f"helpers.{c}" for c in ("KillAt", "SignalAt", "SaveFinal", "Progress", "KillDuringSave", "StepHash")}
 SOAK = ["trainer.max_epochs=4", "+callbacks.progress_lines._target_=helpers.Progress",
         "+callbacks.chaos._target_=helpers.KillDuringSave"]  # 32 steps, a checkpoint every 3
 
@@ -214,12 +225,13 @@ def test_soak_ten_random_kills_end_equal_to_the_uninterrupted_run(work):
     from ssm.train.loading import read_checkpoint
 
     rng = random.Random(int(os.environ.get("SSM_SOAK_SEED", "0")))
-    never = SOAK + NEVER + ["+callbacks.chaos.at=-1"]
-    straight = run(work, "soak-straight", *never)
+    never = SOAK + NEVER + ["+callbacks.chaos.at=-1", "+callbacks.hash._target_=helpers.StepHash"]
+    straight = run(work, "soak-straight", *never, f"+callbacks.hash.path={work / 'soak-straight.hash'}")
     assert straight.returncode == 0, straight.stderr[-3000:]
     kinds = ["sigkill", "sigkill", "sigkill", "sigkill", "sigterm", "sigterm", "sigterm", "write", "write", "write"]
     rng.shuffle(kinds)
     directory, last = work / "soak", work / "soak" / "checkpoints" / "last.ckpt"
+    never = never + [f"+callbacks.hash.path={work / 'soak.hash'}"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(work), os.environ.get("PYTHONPATH", "")])}
     figures, started = [], time.perf_counter()
     for kind in kinds:
@@ -242,7 +254,7 @@ def test_soak_ten_random_kills_end_equal_to_the_uninterrupted_run(work):
             rc = proc.wait(timeout=600)
         temp_left = sorted(p.name for p in (directory / "checkpoints").glob(".*.tmp"))
         after = read_checkpoint(last, allowed_targets=HELPER_TARGETS)["global_step"]
-        figures.append({"kind": kind, "rc": rc, "last_step_before": before, "last_step_after": after,
+        figures.append({"kind": kind, "target": target, "rc": rc, "last_step_before": before, "last_step_after": after,
                         "temp_file_left": bool(temp_left)})
         assert rc in ({"sigkill": -9, "write": -9, "sigterm": 143}[kind], 0), (kind, rc, (work / "soak-stderr.txt").read_text()[-3000:])
         if kind == "sigterm" and rc == 143:
@@ -256,6 +268,10 @@ def test_soak_ten_random_kills_end_equal_to_the_uninterrupted_run(work):
               "sigterm_saved_at_the_step_it_stopped": [f["last_step_after"] for f in figures if f["kind"] == "sigterm"]}
     (work / "soak.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
+    reference = dict(line.split(" ", 1) for line in (work / "soak-straight.hash").read_text().splitlines())
+    parted = [line for line in (work / "soak.hash").read_text().splitlines()
+              if line.split(" ", 1)[1] != reference.get(line.split(" ", 1)[0])]
+    assert not parted, f"weights differ from the uninterrupted run's after steps {parted[:3]}; {figures}"
     a, b = torch.load(work / "soak-straight.pt"), torch.load(work / "soak.pt")
     assert a["step"] == b["step"] == 4 * STEPS_PER_EPOCH
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
