@@ -72,7 +72,7 @@ HELPERS = textwrap.dedent(
             import torch
             flat = torch.cat([p.detach().flatten().double() for p in pl_module.parameters()])
             with open(self.path, "a") as f:
-                f.write(f"{trainer.global_step} {flat.sum().item()!r} {flat.abs().sum().item()!r}\n")
+                f.write(f"{trainer.global_step} {flat.sum().item()!r} {flat.abs().sum().item()!r}\\n")
 
 
     class RecordSaves(L.Callback):  # the global step of every checkpoint written
