@@ -258,8 +258,9 @@ class Preemption(L.Callback):
     ``SIGTERMException`` at the end of the training batch (also killing DDP children and telling
     the other ranks). A signal that arrives mid-step would be acted on after our hooks ran, so
     during training this callback holds the signal and hands it to Lightning's handler at the next
-    ``on_train_batch_end`` (or ``on_train_epoch_end``), right after saving at the same point where
-    step checkpoints are taken, so the checkpoint is exactly the state at that step. SIGUSR1 is
+    ``on_train_batch_end``, right after saving at the same point where step checkpoints are taken,
+    so the checkpoint is exactly the state at that step. A signal after the last step lets fit
+    finish (``last.ckpt`` is then the finished run) and ``ssm-train`` exits before testing. SIGUSR1 is
     left to Lightning when its SLURM auto-requeue handler has claimed it. A second SIGINT
     interrupts at once.
     """
@@ -270,6 +271,7 @@ class Preemption(L.Callback):
         self.checkpoint_path = Path(checkpoint_path)
         self.signum: int | None = None  # the signal that stopped the run
         self.saved_step: int | None = None  # the global step of the preemption checkpoint
+        self.finished_after_signal = False  # the signal came after the last training step
         self._pending: int | None = None
         self._previous: dict = {}
 
@@ -319,14 +321,16 @@ class Preemption(L.Callback):
         if not trainer.received_sigterm:  # no Lightning handler installed (not under trainer.fit)
             raise SIGTERMException
 
+    # Only at the end of a step: a signal during validation or the epoch's end hooks waits for the
+    # next step (the epoch-end checkpoint is on disk by then), because the epoch's training means
+    # are logged after on_train_epoch_end and a save there would lose that row on resume.
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._act(trainer)
-
-    def on_train_epoch_end(self, trainer, pl_module):
         self._act(trainer)
 
     def on_train_end(self, trainer, pl_module):
         self._restore()
+        if self._pending is not None:  # arrived after the last step: training is complete
+            self.signum, self.finished_after_signal = self._pending, True
 
     def on_exception(self, trainer, pl_module, exception):
         self._restore()

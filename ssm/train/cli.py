@@ -137,6 +137,11 @@ def train(cfg: DictConfig) -> dict:
     except SIGTERMException:  # a SystemExit without a code: it would exit 0
         print(preemption.message(), file=sys.stderr, flush=True)
         raise SystemExit(128 + int(preemption.signum or signal.SIGTERM)) from None
+    if preemption.finished_after_signal:
+        print(f"ssm-train: preempted by {signal.Signals(preemption.signum).name} after the last training step; "
+              "last.ckpt holds the finished run; the test was not run: run again with ckpt_path=last to test",
+              file=sys.stderr, flush=True)
+        raise SystemExit(128 + int(preemption.signum))
     results = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True) and not trainer.fast_dev_run:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
