@@ -366,11 +366,13 @@ class LogHistory(L.Callback):
     Every checkpoint records how many rows the CSV log held when it was written (the logger is
     flushed first, so no logged row is only in memory); resuming from it cuts the file back to
     that many rows, dropping the rows of steps the killed process did after its last checkpoint,
-    which the resumed run logs again.
+    which the resumed run logs again. One exception is kept: a checkpoint taken at the end of a
+    step comes before Lightning logs that step's ``*_step`` values (under the step label it had
+    then), and the resumed run starts at the next step, so that row stays.
     """
 
     def __init__(self):
-        self._rows: int | None = None
+        self._state: dict | None = None
 
     @staticmethod
     def _csv_files(trainer) -> list[Path]:
@@ -386,17 +388,24 @@ class LogHistory(L.Callback):
             logger.save()
         files = self._csv_files(trainer)
         rows = csv_rows(files[0]) if files and trainer.is_global_zero else 0
-        checkpoint.setdefault("callbacks", {})[self.state_key] = {"rows": rows}
+        label = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", None)  # the step Lightning logs under
+        checkpoint.setdefault("callbacks", {})[self.state_key] = {"rows": rows, "step_label": label}
 
     def load_state_dict(self, state_dict):
-        self._rows = int(state_dict.get("rows", 0))
+        self._state = dict(state_dict)
 
     def on_train_start(self, trainer, pl_module):
-        rows, self._rows = self._rows, None
-        if rows is None or not trainer.is_global_zero:
+        state, self._state = self._state, None
+        if state is None or not trainer.is_global_zero:
             return
+        label = str(state.get("step_label"))
+
+        def same_step_values(row: dict) -> bool:  # the checkpointed step's *_step row, logged just after it
+            logged = [k for k, v in row.items() if v and k not in ("epoch", "step")]
+            return row.get("step") == label and bool(logged) and all(k.endswith("_step") for k in logged)
+
         for path in self._csv_files(trainer):
-            truncate_csv(path, rows)
+            truncate_csv(path, int(state.get("rows", 0)), keep=same_step_values)
 
 
 class EpochAggregates(L.Callback):
@@ -475,18 +484,20 @@ def csv_rows(path: Path) -> int:
         return max(sum(1 for _ in csv.reader(f)) - 1, 0)
 
 
-def truncate_csv(path: Path, rows: int) -> int:
-    """Keep the header and the first ``rows`` data rows of ``path`` (atomically); returns how many
-    rows were dropped."""
+def truncate_csv(path: Path, rows: int, *, keep=None) -> int:
+    """Keep the header and the first ``rows`` data rows of ``path`` (atomically), and of the rest
+    those for which ``keep(row as a dict)`` is true; returns how many rows were dropped."""
     path = Path(path)
     if not path.is_file():
         return 0
     with open(path, newline="") as f:
         table = list(csv.reader(f))
-    dropped = max(len(table) - 1 - rows, 0)
+    header, rest = table[0] if table else [], table[rows + 1 :]
+    kept = [r for r in rest if keep is not None and keep(dict(zip(header, r)))]
+    dropped = len(rest) - len(kept)
     if dropped:
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(table[: rows + 1])
+            csv.writer(f).writerows(table[: rows + 1] + kept)
         os.replace(tmp, path)
     return dropped

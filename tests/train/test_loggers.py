@@ -1,7 +1,7 @@
 """Loggers: CSV always, TensorBoard only when installed, W&B only when asked."""
 
 import pytest
-from lightning.pytorch.loggers import CSVLogger
+from ssm.train.loggers import CSVLogger  # Lightning's, appending instead of deleting metrics.csv
 
 from ssm.train import loggers
 from ssm.train.cli import build
