@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -118,6 +119,9 @@ def evaluate_finished(cfg: DictConfig, ckpt: str) -> dict:
 
 def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
+    if rank_zero_only.rank == 0:  # before anything else reads the directory
+        for stale in remove_stale_temp_files(Path(cfg.output_dir) / "checkpoints"):
+            print(f"ssm-train: removed {stale}, left by a checkpoint write that was killed")
     ckpt = resolve_ckpt(cfg)
     if ckpt is not None:  # refuse a damaged or unsafe file before building anything
         done = finished(read_checkpoint(ckpt, what="ckpt_path", **checkpoint_trust(cfg)), cfg)
@@ -126,9 +130,6 @@ def train(cfg: DictConfig) -> dict:
                   "Raise trainer.max_epochs (or max_steps) to train further.")
             return evaluate_finished(cfg, ckpt) if cfg.get("test", True) else {}
     datamodule, module, trainer = build(cfg)
-    if trainer.is_global_zero:
-        for stale in remove_stale_temp_files(Path(cfg.output_dir) / "checkpoints"):
-            print(f"ssm-train: removed {stale}, left by a checkpoint write that was killed")
     preemption = next(c for c in trainer.callbacks if isinstance(c, Preemption))
     # checkpoints are read by AtomicCheckpointIO.load_checkpoint (read_checkpoint: safe unless
     # trust_checkpoint=true)

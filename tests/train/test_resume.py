@@ -205,8 +205,8 @@ def test_step_and_epoch_checkpoints_and_a_finished_run_is_not_trained_again(work
 # -- soak: many interruptions ------------------------------------------------------------------------
 
 HELPER_TARGETS = {f"helpers.{c}" for c in ("KillAt", "SignalAt", "SaveFinal", "Progress", "KillDuringSave", "StepHash")}
-SOAK = ["trainer.max_epochs=4", "+callbacks.progress_lines._target_=helpers.Progress",
-        "+callbacks.chaos._target_=helpers.KillDuringSave"]  # 32 steps, a checkpoint every 3
+SOAK = ["trainer.max_epochs=6", "+callbacks.progress_lines._target_=helpers.Progress",
+        "+callbacks.chaos._target_=helpers.KillDuringSave"]  # 48 steps, a checkpoint every 3
 
 
 @pytest.mark.slow
@@ -263,6 +263,7 @@ def test_soak_ten_random_kills_end_equal_to_the_uninterrupted_run(work):
             break  # finished before the interruption came
     final = run(work, "soak", *never, "ckpt_path=last")
     assert final.returncode == 0, final.stderr[-3000:]
+    assert not list((directory / "checkpoints").glob(".*.tmp")), "stale temp files were not removed"
     report = {"interruptions": figures, "seconds": round(time.perf_counter() - started, 1),
               "temp_files_left_by_kills": sum(f["temp_file_left"] for f in figures),
               "sigterm_saved_at_the_step_it_stopped": [f["last_step_after"] for f in figures if f["kind"] == "sigterm"]}
@@ -273,7 +274,7 @@ def test_soak_ten_random_kills_end_equal_to_the_uninterrupted_run(work):
               if line.split(" ", 1)[1] != reference.get(line.split(" ", 1)[0])]
     assert not parted, f"weights differ from the uninterrupted run's after steps {parted[:3]}; {figures}"
     a, b = torch.load(work / "soak-straight.pt"), torch.load(work / "soak.pt")
-    assert a["step"] == b["step"] == 4 * STEPS_PER_EPOCH
+    assert a["step"] == b["step"] == 6 * STEPS_PER_EPOCH
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert rows(directory) == rows(work / "soak-straight")
-    assert len(figures) == 10, f"the run finished after {len(figures)} interruptions"
+    assert sum(f["rc"] != 0 for f in figures) == 10, f"the run finished after fewer than 10 interruptions: {figures}"
