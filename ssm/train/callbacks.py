@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -321,10 +322,13 @@ class Preemption(L.Callback):
         if not trainer.received_sigterm:  # no Lightning handler installed (not under trainer.fit)
             raise SIGTERMException
 
-    # Only at the end of a step: a signal during validation or the epoch's end hooks waits for the
-    # next step (the epoch-end checkpoint is on disk by then), because the epoch's training means
-    # are logged after on_train_epoch_end and a save there would lose that row on resume.
+    # Only at the end of a step that is not an epoch's last: a signal then, during validation or
+    # the epoch's end hooks waits for the next step (the epoch-end checkpoint is on disk by then):
+    # a save before validation would skip it on resume, and one at on_train_epoch_end comes
+    # before Lightning logs the epoch's training means, losing that row.
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # before the epoch's validation: wait for the next step (see LastCheckpoint)
         self._act(trainer)
 
     def on_train_end(self, trainer, pl_module):
@@ -343,6 +347,17 @@ class Preemption(L.Callback):
                  if self.saved_step is not None else
                  f"no new checkpoint (the last one on disk, if any, is {self.checkpoint_path})")
         return f"ssm-train: preempted by {name}; {saved}; resume with ckpt_path=last"
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` for ``last.ckpt`` that skips a step checkpoint on an epoch's last batch:
+    that state is before the epoch's validation, and a run resumed from it skips that validation
+    (its metrics row, and the best-checkpoint update); the epoch-end save right after covers it."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class FinalCheckpoint(L.Callback):
