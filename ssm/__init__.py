@@ -22,11 +22,13 @@ from .models import SaShiMi, SequenceModel, SpaceTime
 __version__ = "0.1.0"
 
 
-def load(checkpoint_path, *, map_location="cpu"):
-    """Rebuild the model of an ``ssm-train`` checkpoint from the config stored inside it."""
+def load(checkpoint_path, *, map_location="cpu", trust=False):
+    """Rebuild the model of an ``ssm-train`` checkpoint from the config stored inside it. The file
+    is read safely (tensors and allowlisted types only, config targets checked); ``trust=True``
+    skips those checks for a file you know."""
     from .train.loading import load as _load  # Hydra only when asked for; never Lightning
 
-    return _load(checkpoint_path, map_location=map_location)
+    return _load(checkpoint_path, map_location=map_location, trust=trust)
 
 _log = _logging.getLogger("ssm")
 if not _log.handlers:  # one readable line for build messages unless the user configures logging

@@ -140,6 +140,7 @@ class Options:
     progress: bool = True
     rate: int | None = None
     quantization: str | None = None
+    trust_checkpoint: bool = False
 
 
 _FRACTION = _float(lambda v: 0 <= v < 1, "a fraction in [0, 1)")
@@ -165,6 +166,7 @@ _PARSERS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "progress": (_bool, "show a progress bar"),
     "rate": (_int(1), "sample rate in Hz, only for checkpoints whose data config has none"),
     "quantization": (_choice("mu-law", "linear"), "mu-law or linear, only for checkpoints whose data config has none"),
+    "trust_checkpoint": (_bool, "load a checkpoint you know without the safety checks (pickled objects, config targets)"),
 }
 
 
@@ -239,13 +241,15 @@ class AudioFormat:
         return 2 ** (self.bits - 1)  # the code of 0.0 for both quantisations (ssm.data.audio.silence_code)
 
 
-def _read_config(path: Path) -> dict:
+def _read_config(path: Path, *, trust: bool = False) -> dict:
+    from ssm.train.loading import CheckpointError, read_checkpoint
+
     if not path.is_file():
         raise UsageError(f"`checkpoint`: no such file {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as err:
-        raise UsageError(f"`checkpoint`: cannot read {path} as a torch checkpoint ({type(err).__name__}: {err})") from err
+        ckpt = read_checkpoint(path, trust=trust, mmap=True, what="checkpoint")
+    except CheckpointError as err:  # damaged, or refused as unsafe; the message names the file
+        raise UsageError(str(err)) from None
     config = ckpt.get("hyper_parameters", {}).get("config") if isinstance(ckpt, dict) else None
     if not config or "model" not in config:
         raise UsageError(f"`checkpoint`: {path} holds no model config under hyper_parameters['config'] "
@@ -426,7 +430,7 @@ def generate(options: Options) -> dict:
     from ssm.models.sashimi import SaShiMi
 
     path = Path(options.checkpoint)
-    config = _read_config(path)
+    config = _read_config(path, trust=options.trust_checkpoint)
     fmt = audio_format(config, rate=options.rate, quantization=options.quantization)
     device = torch.device(options.device)
     if device.type == "cuda":
@@ -435,7 +439,7 @@ def generate(options: Options) -> dict:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"`device`={options.device}: only {torch.cuda.device_count()} CUDA device(s)")
 
-    model = ssm.load(path)
+    model = ssm.load(path, trust=options.trust_checkpoint)
     check_model(model, path)
     vocab = model.encoder.num_embeddings
     if vocab != 2**fmt.bits:

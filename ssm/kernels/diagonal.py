@@ -9,7 +9,8 @@ ZOH: dA = exp(dt A), dB = (dA - 1)/A B; bilinear: dA = (1 + dt A/2)/(1 - dt A/2)
 The convolution kernel K_l = 2 Re sum_n C_n dB_n dA_n^l is one ``ssm.ops.vandermonde`` call with
 x = log dA; the initial state contributes 2 Re sum_n C_n dA_n^{t+1} s_n (another Vandermonde) and
 the final state is dA^L s + sum_t dA^{L-1-t} dB u_t (``ssm.ops.vandermonde_transpose`` of the
-flipped input). All SSM math runs in float32/complex64 even under autocast.
+flipped input). All SSM math runs in float32/complex64 even under autocast (float64/complex128
+for a float64 core).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class DiagonalSSM(SSMCore):
         modes: tuple[torch.Tensor, torch.Tensor] | None = None,
         c_basis: torch.Tensor | None = None,
         device=None,
+        dtype=None,
     ):
         """``modes=(Lambda, B)`` overrides ``init`` (used by S4-PTD); ``c_basis`` (n, n) maps a
         random C into the eigenbasis (C = randn @ V). ``lr`` is the hint for A, B and dt (None:
@@ -102,8 +104,7 @@ class DiagonalSSM(SSMCore):
         if lr is not None:
             for p in (self.A_real, self.A_imag, self.B, self.log_dt):
                 set_hint(p, lr=lr, weight_decay=0.0)
-        if device is not None:
-            self.to(device)
+        self._place(device, dtype)
 
     # -- parameters -> discrete system ---------------------------------------------------------
 
@@ -129,11 +130,12 @@ class DiagonalSSM(SSMCore):
         return A.repeat(self.d_model // self.n_ssm, 1)  # (H, n)
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log dA, dB), each (H, n) complex64."""
+        """(log dA, dB), each (H, n) complex64 (complex128 for a float64 core)."""
+        rd = self.real_dtype
         with torch.autocast(self.log_dt.device.type, enabled=False):
-            dt = torch.exp(self.log_dt.float()).unsqueeze(-1)  # (H, 1)
-            A = self._A()
-            B = _complex(self.B).repeat(self.d_model // self.n_ssm, 1)  # (H, n)
+            dt = torch.exp(self.log_dt.to(rd)).unsqueeze(-1)  # (H, 1)
+            A = self._A().to(self.complex_dtype)
+            B = _complex(self.B.to(rd)).repeat(self.d_model // self.n_ssm, 1)  # (H, n)
             dtA = dt * A
             if self.disc == "zoh":
                 return dtA, torch.expm1(dtA) / A * B
@@ -144,14 +146,14 @@ class DiagonalSSM(SSMCore):
         """Convolution kernel (channels, H, L)."""
         log_dA, dB = self.discrete()
         with torch.autocast(self.log_dt.device.type, enabled=False):
-            return ops.vandermonde(_complex(self.C) * dB, log_dA, L)  # (channels, H, L)
+            return ops.vandermonde(_complex(self.C.to(self.real_dtype)) * dB, log_dA, L)  # (channels, H, L)
 
     # -- the core contract ---------------------------------------------------------------------
 
     def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
         B, H, L = u.shape
         log_dA, dB = self.discrete()
-        C = _complex(self.C)  # (channels, H, n)
+        C = _complex(self.C.to(self.real_dtype))  # (channels, H, n)
         with torch.autocast(u.device.type, enabled=False):
             k = ops.vandermonde(C * dB, log_dA, L)  # (channels, H, L)
             if self.causal:
@@ -174,7 +176,7 @@ class DiagonalSSM(SSMCore):
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state")
         device = device if device is not None else self.log_dt.device
-        return torch.zeros(batch, self.d_model, self.d_state, dtype=torch.complex64, device=device)  # (B, H, n)
+        return torch.zeros(batch, self.d_model, self.d_state, dtype=self.complex_dtype, device=device)  # (B, H, n)
 
 
     def setup_step(self) -> None:

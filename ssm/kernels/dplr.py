@@ -66,6 +66,7 @@ class DPLRSSM(SSMCore):
         bidirectional: bool = False,
         l_max: int | None = None,
         device=None,
+        dtype=None,
     ):
         super().__init__()
         name = type(self).__name__
@@ -92,20 +93,19 @@ class DPLRSSM(SSMCore):
                 set_hint(p, lr=lr, weight_decay=0.0)
         # Length that C currently encodes as C~ = C (I - dA^L); 0 = C is still the plain C.
         self.register_buffer("l_kernel", torch.tensor(0), persistent=True)
-        if device is not None:
-            self.to(device)
+        self._place(device, dtype)
         if l_max is not None:
             self._set_length(l_max)
 
     # -- the DPLR system -----------------------------------------------------------------------
 
     def system(self):
-        """(dt (H,), Lambda (H, n), P (r, H, n), B (H, n)), complex64."""
-        rep = self.d_model // self.n_ssm
-        dt = torch.exp(self.log_dt.float())
-        Lam = torch.complex(-torch.exp(self.A_real), self.A_imag).repeat(rep, 1)
-        P = _complex(self.P).repeat(1, rep, 1)
-        B = _complex(self.B).repeat(rep, 1)
+        """(dt (H,), Lambda (H, n), P (r, H, n), B (H, n)), complex64 (complex128 for a float64 core)."""
+        rep, rd = self.d_model // self.n_ssm, self.real_dtype
+        dt = torch.exp(self.log_dt.to(rd))
+        Lam = torch.complex(-torch.exp(self.A_real.to(rd)), self.A_imag.to(rd)).repeat(rep, 1)
+        P = _complex(self.P.to(rd)).repeat(1, rep, 1)
+        B = _complex(self.B.to(rd)).repeat(rep, 1)
         return dt, Lam, P, B
 
     def dense(self, dtype=torch.complex128):
@@ -136,7 +136,7 @@ class DPLRSSM(SSMCore):
                 Cf = Cf + torch.einsum("chn,hnm->chm", Cf, _matrix_power(dA, new_len))
                 new_len *= 2
             Ct = Cf
-        self.C.copy_(torch.view_as_real(Ct[..., : self.d_state].to(torch.complex64)))
+        self.C.copy_(torch.view_as_real(Ct[..., : self.d_state].to(self.complex_dtype)))
         self.l_kernel.fill_(new_len)
 
     def true_C(self) -> torch.Tensor:
@@ -157,15 +157,16 @@ class DPLRSSM(SSMCore):
         """K^ at the rfft nodes for input vectors ``Bv (..., H, n)``: (c, ..., H, L//2+1)."""
         dt, Lam, P, _ = self.system()
         dt = dt * rate
-        C = _complex(self.C)  # (c, H, n)
+        cd = self.complex_dtype
+        C = _complex(self.C.to(self.real_dtype))  # (c, H, n)
         m = L // 2 + 1
         k = torch.arange(m, device=dt.device)
         omega = torch.exp(-2j * torch.pi * k.double() / L)  # (m,)
         even_tail = L % 2 == 0  # node z = -1
         nodes = omega[:-1] if even_tail else omega
-        z = (2 * (1 - nodes) / (1 + nodes)).to(torch.complex64)  # Delta-free bilinear nodes
+        z = (2 * (1 - nodes) / (1 + nodes)).to(cd)  # Delta-free bilinear nodes
         w = dt[:, None] * Lam  # (H, n)
-        dt_c = dt[:, None].to(torch.complex64)
+        dt_c = dt[:, None].to(cd)
         batch = Bv.shape[:-2]
         r = self.rank
         # vectors: rows [C~ or P*] x columns [B or P]; cauchy sums the conjugate halves itself
@@ -184,7 +185,7 @@ class DPLRSSM(SSMCore):
         cp = k_CP.movedim(-1, -2)  # (c, H, z, r)
         cp = cp.reshape(cp.shape[0], *([1] * len(batch)), *cp.shape[1:])
         corr = (cp * sol).sum(-1)  # (c, ..., H, z)
-        Khat = (k_CB - corr) * (2 / (1 + nodes)).to(torch.complex64)
+        Khat = (k_CB - corr) * (2 / (1 + nodes)).to(cd)
         if even_tail:
             Ct = C.reshape(C.shape[0], *([1] * len(batch)), *C.shape[1:])
             tail = (dt_c * (Ct * Bb).sum(-1, keepdim=True)).real.to(Khat.dtype)  # (c, ..., H, 1)
@@ -221,7 +222,7 @@ class DPLRSSM(SSMCore):
     def _state_output(self, state: torch.Tensor, L: int) -> torch.Tensor:
         """y_t contribution 2 Re(C dA^{t+1} s), t < L: the kernel with B replaced by B' = s/dt + A s/2."""
         dt, Lam, P, _ = self.system()
-        s = state.to(torch.complex64)  # (B, H, n)
+        s = state.to(self.complex_dtype)  # (B, H, n)
         As = Lam * s - torch.einsum("rhn,rbh->bhn", P, 2 * torch.einsum("rhn,bhn->rbh", P.conj(), s).real.to(s.dtype))
         Bprime = s / dt[:, None] + As / 2  # (B, H, n)
         Lk = int(self.l_kernel)
@@ -241,13 +242,13 @@ class DPLRSSM(SSMCore):
         K = torch.cat(krylov, -1)[..., :L]  # (H, 2n, L)
         x = torch.einsum("hnl,bhl->bhn", K, u.flip(-1).to(K.dtype))  # (B, H, 2n)
         x = x + torch.einsum("hnm,bhm->bhn", _matrix_power(dA, L), _full(state.to(K.dtype)))
-        return x[..., : self.d_state].to(torch.complex64)
+        return x[..., : self.d_state].to(self.complex_dtype)
 
     def default_state(self, batch: int, *, device=None) -> torch.Tensor:
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state")
         device = device if device is not None else self.log_dt.device
-        return torch.zeros(batch, self.d_model, self.d_state, dtype=torch.complex64, device=device)
+        return torch.zeros(batch, self.d_model, self.d_state, dtype=self.complex_dtype, device=device)
 
 
     def setup_step(self) -> None:
@@ -258,8 +259,8 @@ class DPLRSSM(SSMCore):
             dt, Lam, P, B = self.system()
             Dl = 1 / (2 / dt[:, None] - Lam)  # (H, n)
             M = 2 * torch.einsum("rhn,hn,shn->hrs", P.conj(), Dl, P).real  # (H, r, r)
-            W = torch.linalg.inv(torch.eye(self.rank, device=M.device) + M)  # (H, r, r)
-            C = self.true_C()[0].to(torch.complex64)  # (H, n)
+            W = torch.linalg.inv(torch.eye(self.rank, dtype=M.dtype, device=M.device) + M)  # (H, r, r)
+            C = self.true_C()[0].to(self.complex_dtype)  # (H, n)
             self._cache_step(dt, Lam, P, B, Dl, W, C, self.D.detach().clone())
 
     def step(self, u: torch.Tensor, state: torch.Tensor):

@@ -51,6 +51,7 @@ class S5SSM(SSMCore):
         lr: float | None = 1e-3,
         bidirectional: bool = False,
         device=None,
+        dtype=None,
     ):
         super().__init__()
         name = type(self).__name__
@@ -88,15 +89,14 @@ class S5SSM(SSMCore):
         if lr is not None:
             for p in (self.A_real, self.A_imag, self.B, self.log_dt):
                 set_hint(p, lr=lr, weight_decay=0.0)
-        if device is not None:
-            self.to(device)
+        self._place(device, dtype)
 
     def _Lambda(self) -> torch.Tensor:
         re = self.A_real.clamp(max=-1e-4) if self.clip_eigs else self.A_real
         return torch.complex(re, self.A_imag)  # (P',)
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dA (P',), dB (P', H)) complex64, ZOH."""
+        """(dA (P',), dB (P', H)) complex64 (complex128 for a float64 core), ZOH."""
         with torch.autocast(self.log_dt.device.type, enabled=False):
             Lam = self._Lambda()
             dA = torch.exp(Lam * torch.exp(self.log_dt))
@@ -125,7 +125,7 @@ class S5SSM(SSMCore):
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state")
         device = device if device is not None else self.log_dt.device
-        return torch.zeros(batch, self.d_state, dtype=torch.complex64, device=device)  # (B, P')
+        return torch.zeros(batch, self.d_state, dtype=self.complex_dtype, device=device)  # (B, P')
 
 
     def setup_step(self) -> None:

@@ -37,6 +37,22 @@ _ACTIVATIONS = {
 }
 
 
+def length_mask(name: str, lengths, B: int, L: int, device) -> torch.Tensor:
+    """The ``(B, L)`` bool mask of valid positions for ``lengths`` (validated: an integer tensor
+    of shape ``(B,)`` with ``1 <= lengths <= L``). Callers zero padding with ``torch.where`` on
+    it, never by multiplying, so NaN/Inf in padded positions cannot reach valid outputs."""
+    if not isinstance(lengths, torch.Tensor):
+        raise TypeError(f"{name}: `lengths` must be an integer tensor of shape (B,) = ({B},), got {type(lengths).__name__}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"{name}: `lengths` must be an integer tensor (e.g. int64), got {lengths.dtype}")
+    if lengths.shape != (B,):
+        raise ValueError(f"{name}: `lengths` must be (B,) = ({B},), got {tuple(lengths.shape)}")
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if lo < 1 or hi > L:
+        raise ValueError(f"{name}: `lengths` must satisfy 1 <= length <= L = {L}, got values in [{lo}, {hi}]")
+    return torch.arange(L, device=device)[None, :] < lengths.to(device)[:, None]  # (B, L)
+
+
 class SSMBlock(nn.Module):
     """``y = out_linear(dropout(activation(core(x))))`` with the layer contract; (B, L, H) at the boundary."""
 
@@ -91,6 +107,32 @@ class SSMBlock(nn.Module):
                 raise ValueError(f"{name}: input length {x.shape[1]} exceeds this layer's l_max={limit}; build it with a larger l_max")
             if x.shape[1] == 0:
                 raise ValueError(f"{name}: input must be (B, L, H) with L >= 1, got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: input must be {want} with B >= 1 (an empty batch), got shape {tuple(x.shape)}")
+
+    def _check_state(self, state, batch: int) -> None:
+        """A passed-in state must have the shape ``default_state(batch)`` has."""
+        if state is None:
+            return
+        name = type(self).__name__
+        want = self.core.default_state(batch, device="meta")
+        if not isinstance(state, torch.Tensor) or state.shape != want.shape:
+            got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise ValueError(f"{name}: `state` must have the shape of default_state({batch}), {tuple(want.shape)}, "
+                             f"got {got}")
+
+    def _compute_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the dtype the layer computes in. Input and parameters must share a dtype, except
+        half/bf16 input to a float32 layer: under autocast it is autocast's; without, the layer
+        computes in float32 and ``forward``/``step`` cast the output back to the input's dtype."""
+        p = self.core.real_dtype
+        if x.dtype == p:
+            return x
+        if x.dtype in (torch.float16, torch.bfloat16) and p == torch.float32:
+            return x if torch.is_autocast_enabled(x.device.type) else x.float()
+        raise TypeError(
+            f"{type(self).__name__}: input is {x.dtype} but the layer's parameters are {p}; build the layer with "
+            f"dtype={x.dtype} (or call .to({x.dtype})), or cast the input to {p}")
 
     def _pointwise(self, y: torch.Tensor) -> torch.Tensor:
         return self.out(self.dropout(_ACTIVATIONS[self.activation](y)))
@@ -100,18 +142,19 @@ class SSMBlock(nn.Module):
     def forward(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None):
         """``x: (B, L, H)`` -> ``(y: (B, L, H), next_state)``. ``lengths: (B,)`` masks padding."""
         self._check(x)
+        if state is not None and self.core.causal:  # (a bidirectional core refuses any state itself)
+            self._check_state(state, x.shape[0])
+        dtype, x = x.dtype, self._compute_input(x)
         mask = None
         if lengths is not None:
-            if lengths.shape != (x.shape[0],):
-                raise ValueError(f"{type(self).__name__}: `lengths` must be (B,) = ({x.shape[0]},), got {tuple(lengths.shape)}")
-            mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (B, L)
-            x = x * mask.unsqueeze(-1)
+            mask = length_mask(type(self).__name__, lengths, x.shape[0], x.shape[1], x.device).unsqueeze(-1)  # (B, L, 1)
+            x = torch.where(mask, x, 0.0)  # a select: NaN in padding stays out
         u = x.transpose(1, 2)  # (B, H, L)
         y, next_state = self.core(u, state)
         y = self._pointwise(y.transpose(1, 2))  # (B, L, H)
         if mask is not None:
-            y = y * mask.unsqueeze(-1)
-        return y, next_state
+            y = torch.where(mask, y, 0.0)
+        return y.to(dtype), next_state
 
     def default_state(self, batch: int, *, device=None):
         return self.core.default_state(batch, device=device)
@@ -122,5 +165,7 @@ class SSMBlock(nn.Module):
     def step(self, x_t: torch.Tensor, state):
         """``x_t: (B, H)`` -> ``(y_t: (B, H), next_state)``."""
         self._check(x_t, step=True)
+        self._check_state(state, x_t.shape[0])
+        dtype, x_t = x_t.dtype, self._compute_input(x_t)
         y, state = self.core.step(x_t, state)
-        return self._pointwise(y), state
+        return self._pointwise(y).to(dtype), state

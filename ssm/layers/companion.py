@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..kernels.base import place, working_dtype
 from ..kernels.companion import (
     Method,
     companion_closed_loop,
@@ -109,6 +110,7 @@ class CompanionCore(_CompanionParams, SSMCore):
         method: Method = "series",
         lr: float | None = None,
         device=None,
+        dtype=None,
     ):
         super().__init__()
         self._configure(d_model, d_state, n_kernels, norm_order, method)
@@ -116,14 +118,14 @@ class CompanionCore(_CompanionParams, SSMCore):
         for p in (self.a, self.b):
             if isinstance(p, nn.Parameter):
                 set_hint(p, lr=lr, weight_decay=0.0)
-        if device is not None:
-            self.to(device)
+        self._place(device, dtype)
 
     # -- parameters -> system --------------------------------------------------------------------
 
     def system(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(a, b, c), each (n_kernels, d) float32, a normalised."""
-        return _normalise(self.a.float(), self.norm_order), self.b.float(), self.c.float()
+        """(a, b, c), each (n_kernels, d) float32 (float64 for a float64 core), a normalised."""
+        rd = self.real_dtype
+        return _normalise(self.a.to(rd), self.norm_order), self.b.to(rd), self.c.to(rd)
 
     def kernel(self, L: int) -> torch.Tensor:
         """Convolution kernel (H, L)."""
@@ -151,8 +153,8 @@ class CompanionCore(_CompanionParams, SSMCore):
         """u (B, H, L) -> y (B, H, L), and the final state (B, H, d) when a state is passed in."""
         L = u.shape[-1]
         with torch.autocast(u.device.type, enabled=False):
-            uf = u.float()
-            D = self.D.float() if self.D is not None else None
+            uf = u.to(self.real_dtype)
+            D = self.D.to(self.real_dtype) if self.D is not None else None
             y = ops.fftconv(uf, self.kernel(L), D)  # (B, H, L)
             if state is None:
                 return y.to(u.dtype), None
@@ -163,19 +165,20 @@ class CompanionCore(_CompanionParams, SSMCore):
 
     def default_state(self, batch: int, *, device=None) -> torch.Tensor:
         device = device if device is not None else self.c.device
-        return torch.zeros(batch, self.d_model, self.d_state, device=device)  # (B, H, d)
+        return torch.zeros(batch, self.d_model, self.d_state, dtype=self.real_dtype, device=device)  # (B, H, d)
 
     def setup_step(self) -> None:
         """Per-channel a, b, c (H, d) and D (H,) for ``step``."""
         with torch.no_grad():
             a, b, c = self._per_channel(*self.system())
-            D = self.D.detach().float().clone() if self.D is not None else torch.zeros(self.d_model, device=c.device)
+            D = (self.D.detach().to(c.dtype).clone() if self.D is not None
+                 else torch.zeros(self.d_model, dtype=c.dtype, device=c.device))
             self._cache_step(a, b, c, D)
 
     def step(self, u: torch.Tensor, state: torch.Tensor):
         """u (B, H), state (B, H, d) -> y (B, H), next state; O(d) per channel."""
         a, b, c, D = self._step_matrices()
-        uf = u.float()
+        uf = u.to(a.dtype)
         state = companion_step(a, state) + b * uf.unsqueeze(-1)  # (B, H, d)
         y = (c * state).sum(-1) + D * uf  # (B, H)
         return y.to(u.dtype), state
@@ -185,8 +188,8 @@ class ShiftCore(CompanionCore):
     """a = 0, b = e_0 (buffers), c learned: the state is a delay line of the last d inputs."""
 
     def __init__(self, d_model: int, d_state: int = 64, *, n_kernels: int | None = None, skip: bool = True,
-                 device=None):
-        super().__init__(d_model, d_state, n_kernels=n_kernels, norm_order=0, skip=skip, device=device)
+                 device=None, dtype=None):
+        super().__init__(d_model, d_state, n_kernels=n_kernels, norm_order=0, skip=skip, device=device, dtype=dtype)
 
     def _init_abc(self, n: int, d: int) -> None:
         e0 = torch.zeros(n, d)
@@ -197,13 +200,13 @@ class ShiftCore(CompanionCore):
 
     def kernel(self, L: int) -> torch.Tensor:
         """K = c, zero-padded or truncated to L: (H, L)."""
-        c = self._per_channel(self.c.float())[0]
+        c = self._per_channel(self.c.to(self.real_dtype))[0]
         d = c.shape[-1]
         return c[:, :L] if L <= d else nn.functional.pad(c, (0, L - d))
 
     def _from_state(self, state: torch.Tensor, u: torch.Tensor):
         # the state holds (u_{-1}, u_{-2}, ..., u_{-d}): y_t += sum_i c_{t+1+i} x0_i
-        c = self._per_channel(self.c.float())[0]
+        c = self._per_channel(self.c.to(self.real_dtype))[0]
         d, L = c.shape[-1], u.shape[-1]
         r = polymul(c.flip(-1), state, d).flip(-1)  # (B, H, d): r_j = sum_i c_{i+j} x0_i
         y = nn.functional.pad(r[..., 1:], (0, max(0, L - d + 1)))[..., :L]  # y_t = r_{t+1}
@@ -244,7 +247,7 @@ class CompanionSSM(SSMBlock):
     ):
         _causal_only(type(self).__name__, bidirectional)
         core = CompanionCore(d_model, d_state, n_kernels=n_kernels, norm_order=norm_order, skip=skip, method=method,
-                             lr=lr, device=device)
+                             lr=lr, device=device, dtype=dtype)
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)
 
 
@@ -267,7 +270,7 @@ class ShiftSSM(SSMBlock):
         dtype=None,
     ):
         _causal_only(type(self).__name__, bidirectional)
-        core = ShiftCore(d_model, d_state, n_kernels=n_kernels, skip=skip, device=device)
+        core = ShiftCore(d_model, d_state, n_kernels=n_kernels, skip=skip, device=device, dtype=dtype)
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)
 
 
@@ -300,18 +303,19 @@ class ClosedLoopCompanionSSM(_CompanionParams, nn.Module):
         method: Method = "series",
         lr: float | None = None,
         device=None,
+        dtype=None,
     ):
         super().__init__()
         self._configure(d_model, d_state, n_kernels, norm_order, method)
         self.k = nn.Parameter(torch.zeros(self.n_kernels, d_state))
         for p in (self.a, self.b, self.k):
             set_hint(p, lr=lr, weight_decay=0.0)
-        if device is not None:
-            self.to(device)
+        place(self, device, dtype)
 
     def system(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(a, b, c, k), each (n_kernels, d) float32, a normalised; used by every path."""
-        return _normalise(self.a.float(), self.norm_order), self.b.float(), self.c.float(), self.k.float()
+        """(a, b, c, k), each (n_kernels, d) float32 (float64 for float64 parameters), a normalised."""
+        rd = working_dtype(self)
+        return _normalise(self.a.to(rd), self.norm_order), self.b.to(rd), self.c.to(rd), self.k.to(rd)
 
     def forward(self, x: torch.Tensor, horizon: int, *, open_loop: bool = False) -> ClosedLoopOutput:
         name = type(self).__name__
@@ -321,7 +325,7 @@ class ClosedLoopCompanionSSM(_CompanionParams, nn.Module):
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"{name}: `horizon` must be an int >= 1, got {horizon!r}")
         with torch.autocast(x.device.type, enabled=False):
-            u = x.float().transpose(1, 2)  # (B, H, L)
+            u = x.to(working_dtype(self)).transpose(1, 2)  # (B, H, L)
             a, b, c, k = self.system()
             aH, bH, cH, kH = self._per_channel(a, b, c, k)
             last = companion_last_state(aH, bH, u)  # (B, H, d)

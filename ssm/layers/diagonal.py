@@ -6,6 +6,7 @@ import torch
 
 from .. import hippo
 from ..kernels.diagonal import DiagonalSSM, Disc, Init, RealTransform
+from ..kernels.base import check_size
 from .base import Activation, Final, SSMBlock
 
 
@@ -38,9 +39,11 @@ class S4D(SSMBlock):
         device=None,
         dtype=None,
     ):
+        check_size(type(self).__name__, "d_model", d_model)
+        check_size(type(self).__name__, "d_state", d_state, even=True, why=" (the layer keeps d_state/2 complex modes, one per conjugate pair)")
         core = DiagonalSSM(
             d_model, d_state, init=init, disc=disc, real_transform=real_transform, dt_min=dt_min,
-            dt_max=dt_max, lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max, device=device,
+            dt_max=dt_max, lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)
 
@@ -72,12 +75,14 @@ class S4PTD(SSMBlock):
         device=None,
         dtype=None,
     ):
+        check_size(type(self).__name__, "d_model", d_model)
+        check_size(type(self).__name__, "d_state", d_state)
         Lambda, V, V_inv = hippo.ptd(d_state)  # (n,), (n, n), (n, n)
         b = torch.sqrt(2 * torch.arange(d_state, dtype=torch.float64) + 1).to(V.dtype)  # HiPPO-LegS B
         B_tilde = V_inv @ b  # (n,)
         core = DiagonalSSM(
             d_model, d_state, disc=disc, real_transform=real_transform, dt_min=dt_min, dt_max=dt_max,
             lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max,
-            modes=(Lambda, torch.ones_like(B_tilde)), c_basis=V * B_tilde, device=device,
+            modes=(Lambda, torch.ones_like(B_tilde)), c_basis=V * B_tilde, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..kernels.dplr import DPLRSSM
+from ..kernels.base import check_size
 from .base import Activation, Final, SSMBlock
 
 
@@ -33,8 +34,10 @@ class S4(SSMBlock):
         device=None,
         dtype=None,
     ):
+        check_size(type(self).__name__, "d_model", d_model)
+        check_size(type(self).__name__, "d_state", d_state, even=True, why=" (the layer keeps d_state/2 complex modes, one per conjugate pair)")
         core = DPLRSSM(
             d_model, d_state, rank=rank, dt_min=dt_min, dt_max=dt_max, lr=lr, n_ssm=n_ssm,
-            bidirectional=bidirectional, l_max=l_max, device=device,
+            bidirectional=bidirectional, l_max=l_max, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)

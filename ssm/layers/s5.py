@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..kernels.s5 import S5SSM, CInit, S5Init
+from ..kernels.base import check_size
 from .base import Activation, Final, SSMBlock
 
 
@@ -34,9 +35,18 @@ class S5(SSMBlock):
         device=None,
         dtype=None,
     ):
+        name = type(self).__name__
+        check_size(name, "d_model", d_model)
+        check_size(name, "d_state", d_state)
+        check_size(name, "blocks", blocks)
+        if d_state % blocks:
+            raise ValueError(f"{name}: `d_state` ({d_state}) must be divisible by `blocks` ({blocks})")
+        if init == "hippo" and (d_state // blocks) % 2:
+            raise ValueError(f"{name}: `d_state` / `blocks` must be even for init='hippo' (each HiPPO-LegS block "
+                             f"pairs its modes in conjugates), got {d_state} / {blocks} = {d_state // blocks}")
         core = S5SSM(
             d_model, d_state, blocks=blocks, init=init, conj_sym=conj_sym, C_init=C_init, dt_min=dt_min,
-            dt_max=dt_max, clip_eigs=clip_eigs, lr=lr, bidirectional=bidirectional, device=device,
+            dt_max=dt_max, clip_eigs=clip_eigs, lr=lr, bidirectional=bidirectional, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)
 

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..layers.base import check_choice
+from ..layers.base import check_choice, length_mask
 
 Norm = Literal["layer", "batch", "none"]
 Pool = Literal["mean", "last", "none"]
@@ -128,6 +128,8 @@ class SequenceModel(nn.Module):
     def features(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None):
         """(B, L, d_model) features before pooling, and the per-block states."""
         h = self._encode(x)  # (B, L, H)
+        if lengths is not None:  # padding is zero from here on (a select: NaN/Inf in it stay out)
+            h = torch.where(length_mask("SequenceModel", lengths, h.shape[0], h.shape[1], h.device)[..., None], h, 0.0)
         states = []
         for i, block in enumerate(self.blocks):
             h, s = block(h, None if state is None else state[i], lengths)
@@ -143,8 +145,8 @@ class SequenceModel(nn.Module):
             if lengths is None:
                 h = h.mean(1)
             else:
-                mask = (torch.arange(h.shape[1], device=h.device)[None] < lengths.to(h.device)[:, None]).unsqueeze(-1)
-                h = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
+                mask = length_mask("SequenceModel", lengths, h.shape[0], h.shape[1], h.device).unsqueeze(-1)  # (B, L, 1)
+                h = torch.where(mask, h, 0.0).sum(1) / mask.sum(1)
         elif self.pool == "last":
             h = h[:, -1] if lengths is None else h[torch.arange(h.shape[0]), lengths.to(h.device) - 1]
         y = self.decoder(h)

@@ -101,6 +101,18 @@ class DataModule(L.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.d_input, self.d_output, self.vocab_size = d_input, d_output, vocab_size
         self.splits: dict = {}
+        self._train_loader: ResumingLoader | None = None
+        self._resume: dict | None = None  # the train loader's position from a checkpoint, until applied
+
+    # The train loader's position is saved here as well as by Lightning: Lightning restores loader
+    # states only into a loader it builds after the restore, but the schedulers' total step count
+    # (``trainer.estimated_stepping_batches``) builds the first epoch's loader before it, so a run
+    # resumed in epoch 0 would restart that epoch from its first batch.
+    def state_dict(self) -> dict:
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = state.get("train_loader")
 
     def setup(self, stage: str | None = None):
         for split in ("train", "val", "test"):
@@ -117,9 +129,14 @@ class DataModule(L.LightningDataModule):
         epoch = self._epoch()
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         order = EpochShuffle(len(self.splits["train"]), seed=self.seed, epoch=epoch)
-        return ResumingLoader(self.splits["train"], batch_size=self.batch_size, sampler=order, generator=generator,
-                              num_workers=self.num_workers, drop_last=False, seed=self.seed, epoch=epoch,
-                              position=self._batches_done if self.trainer is not None else None)
+        loader = ResumingLoader(self.splits["train"], batch_size=self.batch_size, sampler=order, generator=generator,
+                                num_workers=self.num_workers, drop_last=False, seed=self.seed, epoch=epoch,
+                                position=self._batches_done if self.trainer is not None else None)
+        if self._resume is not None and self._resume.get("epoch") == epoch:
+            loader.load_state_dict(self._resume)
+            self._resume = None
+        self._train_loader = loader
+        return loader
 
     def val_dataloader(self):
         return DataLoader(self.splits["val"], batch_size=self.eval_batch_size, num_workers=self.num_workers)

@@ -1,10 +1,19 @@
 """Loggers for ``ssm-train``: CSV always (the run summary and learning curve read it), TensorBoard
-when a TensorBoard writer is installed, Weights & Biases only when asked (``logger=wandb``)."""
+when a TensorBoard writer is installed, Weights & Biases only when asked (``logger=wandb``).
+
+``CSVLogger`` is Lightning's, except that an existing ``metrics.csv`` is appended to instead of
+deleted, so a resumed run (or one whose resume failed) keeps its history; ``LogHistory`` in
+``callbacks`` cuts it back to the resumed checkpoint's rows."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import logging
+
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 log = logging.getLogger("ssm.train")
 
@@ -34,3 +43,25 @@ def instantiate_loggers(node) -> list:
         return []
     nodes = [node] if "_target_" in node else [v for v in node.values() if v is not None]
     return [lg for lg in (instantiate(n) for n in nodes) if lg is not None]
+
+
+
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's CSVLogger with ``AppendingCSVWriter``: nothing already logged is deleted."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingCSVWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class AppendingCSVWriter(ExperimentWriter):
+    """Continues an existing ``metrics.csv`` (its columns too) where Lightning's writer deletes it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = list(next(csv.reader(f), []))

@@ -96,7 +96,14 @@ class SequenceLightningModule(L.LightningModule):
         return self._shared_step(batch, "test")
 
     def configure_optimizers(self):
-        probe = self.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+        try:
+            probe = self.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+        except (TypeError, ValueError) as err:  # e.g. optimizer.lr=abc: torch's message names nothing
+            settings = dict(getattr(self.optimizer_factory, "keywords", {}) or {})
+            named = [f"optimizer.{k}={v!r}" for k, v in settings.items() if isinstance(v, str)] or \
+                [f"optimizer.{k}={v!r}" for k, v in settings.items()]
+            raise ValueError(f"optimizer: cannot build the optimizer from {', '.join(named) or 'its settings'} ({err}); "
+                             "lr, weight_decay, betas and eps must be numbers") from None
         defaults = probe.defaults
         groups = param_groups(self.model, lr=defaults["lr"], weight_decay=defaults.get("weight_decay", 0.0))
         if self.global_rank == 0:

@@ -2,7 +2,7 @@
 
     ssm-predict checkpoint=RUN/checkpoints/best.ckpt data=NEW.ts output=predictions.csv
     ssm-predict checkpoint=... data=NEW.csv output=forecast.csv last_only=true
-    options: batch_size=64 device=auto|cpu|cuda format=ts|npz|csv|wav last_only=false
+    options: batch_size=64 device=auto|cpu|cuda format=ts|npz|csv|wav last_only=false trust_checkpoint=false
 
 - **Classification** (a ``data=classify`` checkpoint): the file is read with the training run's
   reader options, label vocabulary and standardisation (stored in the checkpoint as
@@ -18,7 +18,9 @@
 - **Other tasks** (regression, language models): an ``.npz`` with ``x``; the model outputs are
   written to ``output`` (``.npz``: array ``output``; ``.csv``: one row per example for pooled outputs).
 
-Data whose channels or columns do not match the checkpoint is refused with what it expects.
+Data whose channels or columns do not match the checkpoint is refused with what it expects. The
+checkpoint is read safely (``ssm.train.loading.read_checkpoint``); ``trust_checkpoint=true`` loads
+one that holds other pickled objects or config targets, for a file you know.
 Batches run on ``device`` (``auto``: CUDA when available) with a progress bar (plain lines when
 stdout is not a terminal).
 """
@@ -38,7 +40,7 @@ from .progress import track
 from .tasks import run_model
 
 OPTIONS = {"checkpoint": None, "data": None, "output": None, "batch_size": "64", "device": "auto",
-           "last_only": "false", "format": None}
+           "last_only": "false", "format": None, "trust_checkpoint": "false"}
 
 
 def parse_args(argv: Sequence[str]) -> dict:
@@ -58,10 +60,11 @@ def parse_args(argv: Sequence[str]) -> dict:
         assert options["batch_size"] >= 1
     except (ValueError, AssertionError):
         raise ValueError(f"ssm-predict: batch_size must be a positive integer, got {options['batch_size']!r}") from None
-    flag = str(options["last_only"]).lower()
-    if flag not in ("true", "false"):
-        raise ValueError(f"ssm-predict: last_only must be true or false, got {options['last_only']!r}")
-    options["last_only"] = flag == "true"
+    for key in ("last_only", "trust_checkpoint"):
+        flag = str(options[key]).lower()
+        if flag not in ("true", "false"):
+            raise ValueError(f"ssm-predict: {key} must be true or false, got {options[key]!r}")
+        options[key] = flag == "true"
     if options["device"] not in ("auto", "cpu", "cuda") and not str(options["device"]).startswith("cuda:"):
         raise ValueError(f"ssm-predict: device must be auto, cpu or cuda[:N], got {options['device']!r}")
     return options
@@ -70,12 +73,12 @@ def parse_args(argv: Sequence[str]) -> dict:
 class Predictor:
     """A checkpoint's model and task, ready to run batches: ``outputs(x, lengths)``."""
 
-    def __init__(self, checkpoint: str | Path, *, device: str = "auto"):
+    def __init__(self, checkpoint: str | Path, *, device: str = "auto", trust: bool = False):
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
         self.path = Path(checkpoint)
-        ckpt = read_checkpoint(self.path)
+        ckpt = read_checkpoint(self.path, trust=trust, what="checkpoint")
         self.config = checkpoint_config(ckpt, self.path)
         self.info = ckpt.get("data_info") or {}
         if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -100,9 +103,10 @@ class Predictor:
 
 
 def predict(checkpoint: str | Path, data: str | Path, output: str | Path, *, batch_size: int = 64,
-            device: str = "auto", last_only: bool = False, format: str | None = None) -> dict:
+            device: str = "auto", last_only: bool = False, format: str | None = None,
+            trust_checkpoint: bool = False) -> dict:
     """Run ``checkpoint`` on ``data`` and write ``output``; returns a short summary."""
-    predictor = Predictor(checkpoint, device=device)
+    predictor = Predictor(checkpoint, device=device, trust=trust_checkpoint)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if predictor.kind == "classification":
@@ -234,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = parse_args(args)
         predict(options.pop("checkpoint"), options.pop("data"), options.pop("output"), **options)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # CheckpointError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..kernels.base import check_choice
+from .loading import read_checkpoint
 from .tasks import Task
 
 Objective = Literal["masked", "causal"]
@@ -137,15 +138,15 @@ def pretrain_d_output(d_input, vocab_size):
 
 # -- fine-tuning ------------------------------------------------------------------------------------
 
-def load_pretrained(model: nn.Module, path: str | Path, *, head: tuple[str, ...] = ("decoder",)) -> dict:
+def load_pretrained(model: nn.Module, path: str | Path, *, head: tuple[str, ...] = ("decoder",), trust: bool = False,
+                    allowed_targets=()) -> dict:
     """Load an ``ssm-train`` checkpoint's backbone into ``model``: every tensor outside ``head``
     must exist in the checkpoint with the same shape, except the encoder, whose extra
     pretraining rows (mask token) or columns (mask channel) are dropped. Anything missing,
-    unexpected or of another shape is an error that lists the names. Returns what was loaded."""
+    unexpected or of another shape is an error that lists the names. The file is read with
+    ``read_checkpoint`` (refused when unsafe, unless ``trust``). Returns what was loaded."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained={path}: no such checkpoint")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path, trust=trust, allowed_targets=allowed_targets, what="pretrained")
     if "state_dict" not in ckpt:
         raise ValueError(f"pretrained={path}: not an ssm-train checkpoint (no state_dict)")
     source = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}

@@ -1,6 +1,8 @@
 """Every layer honours the contract: conv == step == chunked state passing, causality,
 gradients to every parameter, clear errors on bad input."""
 
+import re
+
 import pytest
 import torch
 
@@ -162,3 +164,67 @@ def test_step_follows_parameter_updates_after_setup(name):
             yt, state = layer.step(x[:, t], state)
             ys.append(yt)
     assert rel(torch.stack(ys, 1), y) < 1e-4
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_nan_in_padding_leaves_valid_outputs_finite_and_equal_to_the_unpadded_run(name):
+    layer = make(name)  # causal: a valid output sees only valid inputs
+    x = torch.randn(2, 20, H)
+    padded = torch.cat([x, torch.full((2, 7, H), float("nan"))], 1)  # (B, 27, H)
+    padded[1, 13:] = float("inf")  # the second sequence is 13 long: padding of inf and nan
+    padded[1, 15] = float("nan")
+    lengths = torch.tensor([20, 13])
+    with torch.no_grad():
+        y, _ = layer(padded, lengths=lengths)
+        alone = [layer(x[b : b + 1, : int(n)])[0][0] for b, n in enumerate(lengths)]
+    assert torch.isfinite(y).all()
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.allclose(y[b, :n], alone[b], atol=1e-5, rtol=1e-5), f"sequence {b}: padding changed valid outputs"
+        assert torch.all(y[b, n:] == 0)
+    # bidirectional layers: the padding still cannot poison anything
+    bi = make(name, bidirectional=True)
+    with torch.no_grad():
+        assert torch.isfinite(bi(padded, lengths=lengths)[0]).all()
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (torch.tensor([20.0, 12.0]), TypeError, r"`lengths` must be an integer tensor \(e.g. int64\), got torch.float32"),
+    (torch.tensor([20, 0]), ValueError, r"`lengths` must satisfy 1 <= length <= L = 20, got values in \[0, 20\]"),
+    (torch.tensor([-3, 5]), ValueError, r"`lengths` must satisfy 1 <= length <= L = 20, got values in \[-3, 5\]"),
+    (torch.tensor([21, 5]), ValueError, r"`lengths` must satisfy 1 <= length <= L = 20, got values in \[5, 21\]"),
+    (torch.tensor([5]), ValueError, r"`lengths` must be \(B,\) = \(2,\), got \(1,\)"),
+    ([20, 12], TypeError, r"`lengths` must be an integer tensor of shape \(B,\)"),
+])
+def test_lengths_are_validated(bad, error, match):
+    layer = make("S4D-legs-zoh")
+    with pytest.raises(error, match=rf"S4D: {match}"):
+        layer(torch.randn(2, 20, H), lengths=bad)
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: ssm.S5(0, 8), r"S5: `d_model` must be a positive integer, got 0"),
+    (lambda: ssm.S4D(0, 8), r"S4D: `d_model` must be a positive integer, got 0"),
+    (lambda: ssm.S4(8, 7), r"S4: `d_state` must be even \(the layer keeps d_state/2 complex modes"),
+    (lambda: ssm.S4D(8, 7), r"S4D: `d_state` must be even"),
+    (lambda: ssm.S4PTD(8, 0), r"S4PTD: `d_state` must be a positive integer, got 0"),
+    (lambda: ssm.S5(8, 7), r"S5: `d_state` / `blocks` must be even for init='hippo'.* got 7 / 1 = 7"),
+    (lambda: ssm.S5(8, 6, blocks=4), r"S5: `d_state` \(6\) must be divisible by `blocks` \(4\)"),
+])
+def test_sizes_are_validated_by_name(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+@pytest.mark.parametrize("name", ["S4D-legs-zoh", "S4", "S5"])
+def test_empty_batch_and_wrong_state_name_the_layer(name):
+    layer = make(name)
+    cls = type(layer).__name__
+    with pytest.raises(ValueError, match=rf"{cls}: input must be \(B, L, H\) with B >= 1"):
+        layer(torch.randn(0, 5, H))
+    good = layer.default_state(2)
+    bad = torch.zeros(3, *good.shape[1:], dtype=good.dtype)
+    with pytest.raises(ValueError, match=rf"{cls}: `state` must have the shape of default_state\(2\), "
+                                         rf"{re.escape(str(tuple(good.shape)))}, got \(3,"):
+        layer(torch.randn(2, 5, H), bad)
+    with pytest.raises(ValueError, match=rf"{cls}: `state` must have the shape of default_state\(2\)"):
+        layer.step(torch.randn(2, H), bad)

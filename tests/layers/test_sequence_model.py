@@ -21,6 +21,23 @@ def test_pooled_classifier_shapes_and_lengths():
     assert torch.allclose(y1, model(x2, lengths=lengths), atol=1e-5)
 
 
+@pytest.mark.parametrize("pool", ["mean", "last", "none"])
+def test_nan_padding_cannot_reach_valid_outputs(pool):
+    torch.manual_seed(0)
+    model = SequenceModel(3, 5, d_model=8, n_layers=2, layer=functools.partial(ssm.S4D, d_state=8), ffn=2, pool=pool).eval()
+    x = torch.randn(2, 12, 3)
+    padded = torch.cat([x, torch.full((2, 4, 3), float("nan"))], 1)
+    padded[1, 9:] = float("inf")
+    lengths = torch.tensor([12, 9])
+    with torch.no_grad():
+        y = model(padded, lengths=lengths)
+        for b, n in enumerate(lengths.tolist()):
+            alone = model(x[b : b + 1, :n])[0]
+            valid = y[b] if pool != "none" else y[b, :n]
+            assert torch.isfinite(valid).all()
+            assert torch.allclose(valid, alone, atol=1e-5), f"sequence {b}: padding changed its output"
+
+
 @pytest.mark.parametrize("layer", [functools.partial(ssm.S4D, d_state=8), functools.partial(ssm.S4, d_state=8), functools.partial(ssm.S5, d_state=8)])
 @pytest.mark.parametrize("norm", ["layer", "batch"])
 def test_causal_stack_steps_like_forward(layer, norm):

@@ -1,10 +1,10 @@
 """Loggers: CSV always, TensorBoard only when installed, W&B only when asked."""
 
 import pytest
-from lightning.pytorch.loggers import CSVLogger
 
 from ssm.train import loggers
 from ssm.train.cli import build
+from ssm.train.loggers import CSVLogger  # Lightning's, appending to metrics.csv instead of deleting it
 
 
 def test_default_logs_csv_and_tensorboard_only_when_installed(compose_cfg, monkeypatch):
