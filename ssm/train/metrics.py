@@ -109,7 +109,7 @@ def plot_confusion(matrix: torch.Tensor, labels: list[str], out_png: Path) -> No
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     accuracy = matrix.diag().sum().item() / max(matrix.sum().item(), 1)
-    ax.set_title(f"test confusion matrix ({matrix.sum().item()} cases, accuracy {accuracy:.3f})")
+    ax.set_title(f"test confusion matrix\n{matrix.sum().item()} cases, accuracy {accuracy:.3f}")
     if C <= 30:
         peak = matrix.max().item()
         for i in range(C):
