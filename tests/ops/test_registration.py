@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 
 import ssm.ops
 from ssm.ops import _extension
