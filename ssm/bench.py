@@ -131,22 +131,23 @@ def _at_threads(threads: int, fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
-def _time_threads(fn: Callable[[], object], threads: list[int], repeats: int, device: str) -> list[tuple[float, float]]:
-    """``_time`` of ``fn`` at each thread count, the counts in round robin."""
+def _time_at_threads(runs: list[tuple[int, Callable[[], object]]], repeats: int, device: str) -> list[tuple[float, float]]:
+    """``_time_interleaved`` of (thread count, function) pairs, each run at its count; torch's
+    count is restored afterwards."""
     before = torch.get_num_threads()
     try:
-        return _time_interleaved([_at_threads(t, fn) for t in threads], repeats, device)
+        return _time_interleaved([_at_threads(t, fn) for t, fn in runs], repeats, device)
     finally:
         torch.set_num_threads(before)
 
 
-def _time(fn: Callable[[], object], repeats: int, device: str) -> tuple[float, float]:
-    """(median, IQR) in ms of ``repeats`` runs of ``fn`` after one warm-up run."""
-    return _time_interleaved([fn], repeats, device)[0]
+def _time_threads(fn: Callable[[], object], threads: list[int], repeats: int, device: str) -> list[tuple[float, float]]:
+    """(median, IQR) in ms of ``fn`` at each thread count, the counts in round robin."""
+    return _time_at_threads([(t, fn) for t in threads], repeats, device)
 
 
 def _time_interleaved(fns: list[Callable[[], object]], repeats: int, device: str) -> list[tuple[float, float]]:
-    """``_time`` for several functions in round robin (one warm-up each, then ``repeats`` rounds of
+    """(median, IQR) in ms of several functions in round robin (one warm-up each, then ``repeats`` rounds of
     one run each), so that a machine whose speed drifts over minutes slows them all alike and
     their ratios stay side by side."""
     for fn in fns:
@@ -462,12 +463,8 @@ def bench_generate(args) -> list[dict]:
 
             # every path and its setup at every thread count in round robin, so the ratios are side by side
             runs = [(t, path, kw) for t in threads for path, kw in paths]
-            fns = [_at_threads(t, functools.partial(f, kw)) for t, _, kw in runs for f in (run, setup)]
-            before = torch.get_num_threads()
-            try:
-                timed = _time_interleaved(fns, args.repeats, device)
-            finally:
-                torch.set_num_threads(before)
+            timed = _time_at_threads([(t, functools.partial(f, kw)) for t, _, kw in runs for f in (run, setup)],
+                                     args.repeats, device)
             reference = None
             for k, (t, path, kw) in enumerate(runs):
                 (med, iqr), (setup_ms, _) = timed[2 * k], timed[2 * k + 1]
