@@ -3,6 +3,7 @@ the one validator for ``Literal`` choices. Lives below the layers so cores never
 
 from __future__ import annotations
 
+import dataclasses
 from typing import get_args
 
 import torch
@@ -40,12 +41,61 @@ def place(module: nn.Module, device, dtype) -> None:
         module.to(device=device, dtype=dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class StepForm:
+    """One discrete step of a linear SSM core, the single place its recurrence is written down:
+
+        x' = dA * x + sum_r Re(F_r . x) G_r + dB u,     y = scale * Re(C . x') + D u
+
+    ``a . b`` sums over the state index. Per-channel cores (S4, S4D, S4-PTD; ``mimo=False``): dA,
+    dB, C are (H, n) and each channel has its own n-dimensional state (B, H, n); F, G (r, H, n) hold
+    a rank-r real-linear correction (S4's DPLR step after its Woodbury solve; None for diagonal
+    cores). The MIMO core (S5; ``mimo=True``): dA (n,), dB (n, H), C (H, n) and one state (B, n)
+    shared by the channels. ``scale`` is 2 where the state keeps one member of each conjugate pair
+    (y sums the pair), else 1. The core's ``step``, ``ssm.models.generation``'s batched banks and
+    anything else that steps derive what they need from this form."""
+
+    dA: torch.Tensor
+    dB: torch.Tensor
+    C: torch.Tensor
+    D: torch.Tensor
+    scale: float
+    mimo: bool = False
+    F: torch.Tensor | None = None
+    G: torch.Tensor | None = None
+
+    def to(self, complex_dtype: torch.dtype) -> "StepForm":
+        """The same form with complex tensors in ``complex_dtype`` and D in its real dtype."""
+        real = torch.float64 if complex_dtype == torch.complex128 else torch.float32
+        conv = lambda t: None if t is None else t.detach().to(complex_dtype).contiguous()
+        return dataclasses.replace(self, dA=conv(self.dA), dB=conv(self.dB), C=conv(self.C),
+                                   D=self.D.detach().to(real).clone(), F=conv(self.F), G=conv(self.G))
+
+    def advance(self, u: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """u (B, H), x (B, H, n) or (B, n) for MIMO -> (y (B, H), x')."""
+        uc = u.to(self.dB.dtype)
+        if self.mimo:
+            x = self.dA * x + uc @ self.dB.transpose(0, 1)  # (B, n)
+            y = (x @ self.C.transpose(0, 1)).real  # (B, H)
+        else:
+            x_new = self.dA * x + self.dB * uc.unsqueeze(-1)  # (B, H, n)
+            if self.F is not None:
+                psi = torch.einsum("rhn,bhn->brh", self.F, x).real  # (B, r, H)
+                x_new = x_new + torch.einsum("brh,rhn->bhn", psi.to(x.dtype), self.G)
+            x = x_new
+            y = torch.einsum("hn,bhn->bh", self.C, x).real  # (B, H)
+        return self.scale * y + self.D * u.to(self.D.dtype), x
+
+
 class SSMCore(nn.Module):
     """What a core provides; see ``SSMBlock``. Shapes use (B, H, L) inside the core."""
 
     d_model: int
     causal: bool = True
     max_length: int | None = None  # longest input the core can serve, None = any
+    # What ``step_form`` returns: "channel" (per-channel StepForm), "dense" (MIMO StepForm), or
+    # None (the core steps by its own means and has no StepForm).
+    form_kind: str | None = None
 
     def forward(self, u: torch.Tensor, state=None):  # (B, H, L) -> (B, H, L), next state
         raise NotImplementedError
@@ -53,11 +103,22 @@ class SSMCore(nn.Module):
     def default_state(self, batch: int, *, device=None):
         raise NotImplementedError
 
-    def setup_step(self) -> None:
+    def step_form(self) -> StepForm:
+        """The discrete step in complex128 (no autograd); linear cores implement this."""
         raise NotImplementedError
 
-    def step(self, u: torch.Tensor, state):  # (B, H) -> (B, H), next state
-        raise NotImplementedError
+    def setup_step(self) -> None:
+        """Cache ``step_form()`` in the working precision for ``step``."""
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
+        with torch.no_grad():
+            self._cache_step(self.step_form().to(self.complex_dtype))
+
+    def step(self, u: torch.Tensor, state):
+        """One time step: u (B, H), state as ``default_state`` -> y (B, H), next state."""
+        (form,) = self._step_matrices()
+        y, state = form.advance(u, state)
+        return y.to(u.dtype), state
 
     # -- working precision ----------------------------------------------------------------------
     @property

@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import hippo, ops
 from ..optim import set_hint
-from .base import SSMCore, check_choice
+from .base import SSMCore, StepForm, check_choice
 
 Init = Literal["legs", "inv", "lin", "real"]
 Disc = Literal["zoh", "bilinear"]
@@ -48,6 +48,8 @@ def log_uniform_dt(H: int, dt_min: float, dt_max: float, device=None) -> torch.T
 
 class DiagonalSSM(SSMCore):
     """The S4D core: (B, H, L) -> (B, H, L), convolution by FFT, state passing, O(n) stepping."""
+
+    form_kind = "channel"
 
     def __init__(
         self,
@@ -179,17 +181,12 @@ class DiagonalSSM(SSMCore):
         return torch.zeros(batch, self.d_model, self.d_state, dtype=self.complex_dtype, device=device)  # (B, H, n)
 
 
-    def setup_step(self) -> None:
-        """Precompute dA, dB, C (each (H, n)) for ``step``."""
+    def step_form(self) -> StepForm:
+        """x' = dA x + dB u, y = 2 Re(C x') + D u; dA, dB, C (H, n)."""
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
         with torch.no_grad():
             log_dA, dB = self.discrete()
-            self._cache_step(torch.exp(log_dA), dB, _complex(self.C)[0].clone(), self.D.detach().clone())
-
-    def step(self, u: torch.Tensor, state: torch.Tensor):
-        """One time step: u (B, H), state (B, H, n) -> y (B, H), next state."""
-        dA, dB, C, D = self._step_matrices()
-        state = dA * state + dB * u.unsqueeze(-1).to(dB.dtype)  # (B, H, n)
-        y = 2 * torch.einsum("hn,bhn->bh", C, state).real + D * u  # (B, H)
-        return y.to(u.dtype), state
+            c128 = torch.complex128
+            return StepForm(dA=torch.exp(log_dA).to(c128), dB=dB.to(c128), C=_complex(self.C)[0].to(c128),
+                            D=self.D.detach().double(), scale=2.0)

@@ -15,8 +15,8 @@ K^(-1) = dt Re sum_n c_n b_n. The stored parameter is C~ = C (I - dA^L), "C-tild
 truncated generating function exact for length L. It is set for ``l_max`` (or the first input
 length) and doubled, C~_2L = C~_L (I + dA^L), when a longer input arrives.
 
-Stepping is the O(n r) bilinear update with a Woodbury solve for (2/dt - A)^-1; the true C is
-recovered once in ``setup_step`` by a linear solve with (I - dA^L). State passing uses the same
+Stepping is the O(n r) bilinear update, the Woodbury solve for (2/dt - A)^-1 folded into
+``step_form``; the true C is recovered there by a linear solve with (I - dA^L). State passing uses the same
 kernel machinery for the initial state's contribution and dense powers of dA for the final state
 (float64, (H, 2n, 2n) per call).
 """
@@ -28,7 +28,7 @@ from torch import nn
 
 from .. import hippo, ops
 from ..optim import set_hint
-from .base import SSMCore
+from .base import SSMCore, StepForm
 from .diagonal import _complex, _real_param, log_uniform_dt
 
 
@@ -52,6 +52,8 @@ def _matrix_power(M: torch.Tensor, L: int) -> torch.Tensor:
 
 class DPLRSSM(SSMCore):
     """The S4 core: (B, H, L) -> (B, H, L), causal or bidirectional."""
+
+    form_kind = "channel"
 
     def __init__(
         self,
@@ -251,27 +253,28 @@ class DPLRSSM(SSMCore):
         return torch.zeros(batch, self.d_model, self.d_state, dtype=self.complex_dtype, device=device)
 
 
-    def setup_step(self) -> None:
-        """Precompute the O(n r) step: D_L = 1/(2/dt - Lambda), the Woodbury factor, true C."""
+    def step_form(self) -> StepForm:
+        """The bilinear step in the form x' = E x + sum_s Re(F_s . x) G_s + V u, y = 2 Re(C x') + D u.
+
+        With D_l = (2/dt - Lambda)^-1 and the Woodbury factor W = (I + M)^-1,
+        M_sr = 2 Re sum conj(P_s) D_l P_r, the step x' = (2/dt - A)^-1 ((2/dt + A) x + 2 B u) is
+        E = D_l (2/dt + Lambda), G = -W^T (D_l P), F_s = 2 conj(P_s)(1 + E) and
+        V = 2 D_l B - sum_t (W k)_t D_l P_t with k_s = 2 Re sum conj(P_s) 2 D_l B (the correction
+        collapses since I - W M = W). O(n r) per step; C is the true C (``true_C``), in complex128."""
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
         with torch.no_grad():
+            c128 = torch.complex128
             dt, Lam, P, B = self.system()
+            dt, Lam, P, B = dt.double(), Lam.to(c128), P.to(c128), B.to(c128)  # P (r, H, n)
             Dl = 1 / (2 / dt[:, None] - Lam)  # (H, n)
-            M = 2 * torch.einsum("rhn,hn,shn->hrs", P.conj(), Dl, P).real  # (H, r, r)
+            M = 2 * torch.einsum("shn,hn,rhn->hsr", P.conj(), Dl, P).real  # (H, r, r)
             W = torch.linalg.inv(torch.eye(self.rank, dtype=M.dtype, device=M.device) + M)  # (H, r, r)
-            C = self.true_C()[0].to(self.complex_dtype)  # (H, n)
-            self._cache_step(dt, Lam, P, B, Dl, W, C, self.D.detach().clone())
-
-    def step(self, u: torch.Tensor, state: torch.Tensor):
-        """u (B, H), state (B, H, n) -> y (B, H), next state."""
-        dt, Lam, P, B, Dl, W, C, D = self._step_matrices()
-        x = state
-        Px = 2 * torch.einsum("rhn,bhn->brh", P.conj(), x).real  # (B, r, H): P_full^* X
-        Ax = Lam * x - torch.einsum("rhn,brh->bhn", P, Px.to(x.dtype))
-        y_in = (2 / dt)[:, None] * x + Ax + 2 * B * u.unsqueeze(-1).to(x.dtype)  # (2/dt + A)x + 2Bu
-        Dy = Dl * y_in
-        coef = torch.einsum("hrs,bsh->brh", W, 2 * torch.einsum("rhn,bhn->brh", P.conj(), Dy).real)  # (B, r, H)
-        x_new = Dy - Dl * torch.einsum("rhn,brh->bhn", P, coef.to(x.dtype))
-        y = 2 * torch.einsum("hn,bhn->bh", C, x_new).real + D * u
-        return y.to(u.dtype), x_new
+            E = Dl * (2 / dt[:, None] + Lam)  # (H, n)
+            DlP = Dl * P  # (r, H, n)
+            G = -torch.einsum("hts,thn->shn", W.to(c128), DlP)  # (r, H, n): coefficient vector of Re(F_s . x)
+            k = 2 * (P.conj() * (2 * Dl * B)).sum(-1).real  # (r, H)
+            Wk = torch.einsum("hts,sh->th", W, k).to(c128)  # (r, H)
+            V = 2 * Dl * B - (Wk[..., None] * DlP).sum(0)  # (H, n)
+            return StepForm(dA=E, dB=V, C=self.true_C()[0], D=self.D.detach().double(), scale=2.0,
+                            F=2 * P.conj() * (1 + E), G=G)

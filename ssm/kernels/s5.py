@@ -20,7 +20,7 @@ from torch import nn
 
 from .. import hippo, ops
 from ..optim import set_hint
-from .base import SSMCore, check_choice
+from .base import SSMCore, StepForm, check_choice
 from .diagonal import _complex, _real_param, log_uniform_dt
 
 CInit = Literal["lecun_normal", "trunc_standard_normal", "complex_normal"]
@@ -35,6 +35,8 @@ def _lecun_normal(rows: int, cols: int) -> torch.Tensor:
 
 class S5SSM(SSMCore):
     """(B, H, L) -> (B, H, L) with a parallel scan over the state sequence."""
+
+    form_kind = "dense"
 
     def __init__(
         self,
@@ -128,16 +130,12 @@ class S5SSM(SSMCore):
         return torch.zeros(batch, self.d_state, dtype=self.complex_dtype, device=device)  # (B, P')
 
 
-    def setup_step(self) -> None:
+    def step_form(self) -> StepForm:
+        """x' = dA x + dB u, y = f Re(C x') + D u; dA (P',), dB (P', H), C (H, P')."""
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
         with torch.no_grad():
             dA, dB = self.discrete()
-            self._cache_step(dA, dB.transpose(0, 1).contiguous(), _complex(self.C)[0].transpose(0, 1).contiguous(), self.D.detach().clone())
-
-    def step(self, u: torch.Tensor, state: torch.Tensor):
-        """u (B, H), state (B, P') -> y (B, H), next state."""
-        dA, dB_t, C_t, D = self._step_matrices()  # (P',), (H, P'), (P', H)
-        state = dA * state + u.to(dB_t.dtype) @ dB_t  # (B, P')
-        y = self._factor * (state @ C_t).real + D * u  # (B, H)
-        return y.to(u.dtype), state
+            c128 = torch.complex128
+            return StepForm(dA=dA.to(c128), dB=dB.to(c128), C=_complex(self.C)[0].to(c128),
+                            D=self.D.detach().double(), scale=self._factor, mimo=True)
