@@ -71,6 +71,8 @@ from typing import Literal
 
 import torch
 
+from .checks import check_choice, check_size
+
 __all__ = [
     "DIAG_INITS",
     "MEASURES",
@@ -100,20 +102,6 @@ COMPLEX = torch.complex128
 # Argument checks
 
 
-def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def _check_size(value: int, name: str, *, even: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if even and value % 2:
-        raise ValueError(
-            f"{name} must be even (one mode is kept per conjugate pair, {name} // 2 in all), got {value}"
-        )
-
-
 # ----------------------------------------------------------------------------------------------
 # HiPPO operators and their normal-plus-low-rank form
 
@@ -133,8 +121,8 @@ def transition(measure: Measure, N: int) -> tuple[torch.Tensor, torch.Tensor]:
       d/dt sin n = 2 pi n cos n) and B = [1, sqrt 2, 0, sqrt 2, 0, ...] (cosines sqrt 2, sines 0):
       the -B B^T term subtracts the reconstructed input leaving the window.
     """
-    _check_choice(measure, MEASURES, "measure")
-    _check_size(N, "N")
+    check_choice("hippo.transition", "measure", measure, MEASURES)
+    check_size("hippo.transition", "N", N)
     n = torch.arange(N, dtype=REAL)
     root = torch.sqrt(2 * n + 1)  # (N,)
     if measure == "legs":
@@ -174,8 +162,8 @@ def rank_correction(measure: Measure, N: int, rank: int = 1) -> torch.Tensor:
     ``legt`` needs rank 2 (rows sqrt(n+1/2) on even n and on odd n), the others rank 1; extra rows
     beyond the minimum are zero.
     """
-    _check_choice(measure, MEASURES, "measure")
-    _check_size(N, "N")
+    check_choice("hippo.rank_correction", "measure", measure, MEASURES)
+    check_size("hippo.rank_correction", "N", N)
     minimum = _MIN_RANK[measure]
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < minimum:
         raise ValueError(f"rank must be an integer >= {minimum} for measure {measure!r}, got {rank!r}")
@@ -260,8 +248,8 @@ def nplr(
         B:      (N/2,) = V* B, with Im(B) clipped to [-B_clip, B_clip] unless B_clip is None.
         V:      (N, N/2) orthonormal columns.
     """
-    _check_choice(measure, MEASURES, "measure")
-    _check_size(N, "N", even=True)
+    check_choice("hippo.nplr", "measure", measure, MEASURES)
+    check_size("hippo.nplr", "N", N, even=True)
     if B_clip is not None and not B_clip > 0:
         raise ValueError(f"B_clip must be positive or None, got {B_clip!r}")
     S, _, p = _normal_part(measure, N, rank)
@@ -284,8 +272,8 @@ def diag_init(init: DiagInit, N: int) -> tuple[torch.Tensor, torch.Tensor]:
     - ``real``: -(n+1), B = 1.
     Im(Lambda) <= 0 throughout, as in ``nplr`` (the conjugate would do equally under 2 Re).
     """
-    _check_choice(init, DIAG_INITS, "init")
-    _check_size(N, "N", even=True)
+    check_choice("hippo.diag_init", "init", init, DIAG_INITS)
+    check_size("hippo.diag_init", "N", N, even=True)
     if init == "legs":
         Lambda, _, B, _ = nplr("legs", N, rank=1, B_clip=2.0)
         return Lambda, B
@@ -488,7 +476,7 @@ def ptd_perturbation(
     penalty limits E. With ``cache`` the shipped asset is used when its settings match the
     request (the shipped ones are for eps=None, seed=0); otherwise E is optimised here.
     """
-    _check_size(N, "N")
+    check_size("hippo.ptd_perturbation", "N", N)
     if eps is not None and not eps > 0:
         raise ValueError(f"eps must be positive (a bound on ||E||_2 / ||A_H||_2) or None, got {eps!r}")
     settings = _ptd_settings(eps, seed)
@@ -528,8 +516,8 @@ def ptd(
 
 
 def _block_size(P: int, blocks: int, *, even: bool) -> int:
-    _check_size(P, "P")
-    _check_size(blocks, "blocks")
+    check_size("hippo.s5_init", "P", P)
+    check_size("hippo.s5_init", "blocks", blocks)
     if P % blocks:
         raise ValueError(f"P must be divisible by blocks, got P={P}, blocks={blocks}")
     block = P // blocks

@@ -30,12 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..checks import check_choice
 from .synthetic import SPLITS
 
 Features = Literal["S", "M", "MS"]
@@ -106,7 +107,7 @@ def read_series_csv(path: str | os.PathLike, *, date_column: str = "date", date_
     value before the first or after the last), ``ffill`` (the previous row's value; a gap in the
     first row is an error) or ``drop`` (rows with a missing value are left out). Raises
     FileNotFoundError, or ValueError naming the file, line and column."""
-    _check_choice("missing", missing, get_args(Missing))
+    check_choice("read_series_csv", "missing", missing, Missing)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no CSV file at {path}")
@@ -241,18 +242,13 @@ def split_rows(ends: tuple[int, int, int], split: str, lag: int) -> tuple[int, i
 # Datasets
 
 
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-
-
 class _ForecastWindows(Dataset):
     """Windows of one split of a table; the shared body of ``InformerSeries`` and ``CsvSeries``."""
 
     def _build(self, table: SeriesTable, split: str, *, target: str, features: str, lag: int, horizon: int,
                ends: tuple[int, int, int], scale: bool, what: str):
-        _check_choice("split", split, SPLITS)
-        _check_choice("features", features, get_args(Features))
+        check_choice(type(self).__name__, "split", split, SPLITS)
+        check_choice(type(self).__name__, "features", features, Features)
         for name, value in (("lag", lag), ("horizon", horizon)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{what}: {name} must be a positive integer, got {value!r}")
@@ -361,7 +357,7 @@ class InformerSeries(_ForecastWindows):
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None, name: InformerName = "ETTh1",
                  features: Features = "S", lag: int = 336, horizon: int = 720, target: str | None = None,
                  scale: bool = True):
-        _check_choice("name", name, INFORMER_DATASETS)
+        check_choice(type(self).__name__, "name", name, tuple(INFORMER_DATASETS))
         spec = INFORMER_DATASETS[name]
         self.name = name
         path = self.locate(name, root)
@@ -373,7 +369,7 @@ class InformerSeries(_ForecastWindows):
     @staticmethod
     def candidates(name: InformerName, root: str | os.PathLike | None = None) -> list[Path]:
         """The paths looked at for ``name``, in order."""
-        _check_choice("name", name, INFORMER_DATASETS)
+        check_choice("InformerSeries", "name", name, tuple(INFORMER_DATASETS))
         spec, base = INFORMER_DATASETS[name], data_root(root)
         return [base / spec.file] + [base / sub / spec.file for sub in spec.subdirs]
 

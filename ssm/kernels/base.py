@@ -1,28 +1,12 @@
-"""What every SSM core provides (the contract ``ssm.layers.SSMBlock`` wraps), its step cache, and
-the one validator for ``Literal`` choices. Lives below the layers so cores never import them."""
+"""What every SSM core provides (the contract ``ssm.layers.SSMBlock`` wraps), its step cache and
+its step form. Lives below the layers so cores never import them."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import get_args
 
 import torch
 from torch import nn
-
-
-def check_choice(owner: str, name: str, value, options) -> None:
-    """Validate a Literal[...] argument once, with the valid choices in the message."""
-    choices = get_args(options) if not isinstance(options, (tuple, list)) else options
-    if value not in choices:
-        raise ValueError(f"{owner}: `{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-def check_size(owner: str, name: str, value, *, even: bool = False, why: str = "") -> None:
-    """A positive integer size argument (``d_model``, ``d_state``, ...), even when ``even``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: `{name}` must be a positive integer, got {value!r}")
-    if even and value % 2:
-        raise ValueError(f"{owner}: `{name}` must be even{why}, got {value}")
 
 
 def working_dtype(module: nn.Module) -> torch.dtype:
@@ -96,6 +80,15 @@ class SSMCore(nn.Module):
     # What ``step_form`` returns: "channel" (per-channel StepForm), "dense" (MIMO StepForm), or
     # None (the core steps by its own means and has no StepForm).
     form_kind: str | None = None
+    # Parameters renamed since an earlier release, old name -> new name: checkpoints saved under
+    # the old names still load (``_load_from_state_dict`` maps them).
+    renamed_parameters: dict[str, str] = {}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for old, new in self.renamed_parameters.items():
+            if prefix + old in state_dict and prefix + new not in state_dict:
+                state_dict[prefix + new] = state_dict.pop(prefix + old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, u: torch.Tensor, state=None):  # (B, H, L) -> (B, H, L), next state
         raise NotImplementedError

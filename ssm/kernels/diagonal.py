@@ -23,7 +23,8 @@ from torch import nn
 
 from .. import hippo, ops
 from ..optim import set_hint
-from .base import SSMCore, StepForm, check_choice
+from ..checks import check_choice
+from .base import SSMCore, StepForm
 
 Init = Literal["legs", "inv", "lin", "real"]
 Disc = Literal["zoh", "bilinear"]
@@ -50,6 +51,7 @@ class DiagonalSSM(SSMCore):
     """The S4D core: (B, H, L) -> (B, H, L), convolution by FFT, state passing, O(n) stepping."""
 
     form_kind = "channel"
+    renamed_parameters = {"A_real": "A_real_raw"}
 
     def __init__(
         self,
@@ -90,10 +92,11 @@ class DiagonalSSM(SSMCore):
         else:
             Lambda, B = modes
         n = Lambda.shape[-1]
-        self.d_state = n  # complex modes held (half of d_state for conjugate-halved inits)
+        self.n_modes = n  # complex modes held: d_state/2 for the conjugate-halved inits, d_state for S4-PTD
 
-        A_real = -Lambda.real.clamp(max=-1e-4)  # positive
-        self.A_real = nn.Parameter(self._inv_transform(A_real.float()).repeat(n_ssm, 1))  # (n_ssm, n)
+        neg_re = -Lambda.real.clamp(max=-1e-4)  # -Re A > 0
+        # Re A = -real_transform(A_real_raw): the unconstrained parameter (one name, one meaning in every core)
+        self.A_real_raw = nn.Parameter(self._inv_transform(neg_re.float()).repeat(n_ssm, 1))  # (n_ssm, n)
         self.A_imag = nn.Parameter(Lambda.imag.float().repeat(n_ssm, 1))  # (n_ssm, n)
         self.B = _real_param(B.repeat(n_ssm, 1))  # (n_ssm, n, 2)
         channels = 2 if bidirectional else 1
@@ -104,7 +107,7 @@ class DiagonalSSM(SSMCore):
         self.D = nn.Parameter(torch.randn(d_model))  # (H,)
         self.log_dt = nn.Parameter(log_uniform_dt(d_model, dt_min, dt_max))  # (H,)
         if lr is not None:
-            for p in (self.A_real, self.A_imag, self.B, self.log_dt):
+            for p in (self.A_real_raw, self.A_imag, self.B, self.log_dt):
                 set_hint(p, lr=lr, weight_decay=0.0)
         self._place(device, dtype)
 
@@ -128,7 +131,7 @@ class DiagonalSSM(SSMCore):
         return a
 
     def _A(self) -> torch.Tensor:
-        A = torch.complex(-self._transform(self.A_real), self.A_imag)  # (n_ssm, n)
+        A = torch.complex(-self._transform(self.A_real_raw), self.A_imag)  # (n_ssm, n)
         return A.repeat(self.d_model // self.n_ssm, 1)  # (H, n)
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +156,7 @@ class DiagonalSSM(SSMCore):
     # -- the core contract ---------------------------------------------------------------------
 
     def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
-        B, H, L = u.shape
+        L = u.shape[-1]  # u (batch, H, L)
         log_dA, dB = self.discrete()
         C = _complex(self.C.to(self.real_dtype))  # (channels, H, n)
         with torch.autocast(u.device.type, enabled=False):
@@ -178,7 +181,7 @@ class DiagonalSSM(SSMCore):
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state")
         device = device if device is not None else self.log_dt.device
-        return torch.zeros(batch, self.d_model, self.d_state, dtype=self.complex_dtype, device=device)  # (B, H, n)
+        return torch.zeros(batch, self.d_model, self.n_modes, dtype=self.complex_dtype, device=device)  # (B, H, n)
 
 
     def step_form(self) -> StepForm:

@@ -54,6 +54,7 @@ class DPLRSSM(SSMCore):
     """The S4 core: (B, H, L) -> (B, H, L), causal or bidirectional."""
 
     form_kind = "channel"
+    renamed_parameters = {"A_real": "A_real_raw"}
 
     def __init__(
         self,
@@ -80,9 +81,10 @@ class DPLRSSM(SSMCore):
         self.causal = not bidirectional
         Lambda, P, B, _ = hippo.nplr("legs", d_state, rank=rank)  # (n,), (r, n), (n,), (N, n)
         n = Lambda.shape[0]
-        self.d_state = n
-        # Hurwitz form: Re(Lambda) = -exp(A_real) < 0, Q tied to P
-        self.A_real = nn.Parameter(torch.log(-Lambda.real).float().repeat(n_ssm, 1))  # (n_ssm, n)
+        self.n_modes = n  # d_state/2: one mode per conjugate pair
+        # Hurwitz form: Re(Lambda) = -exp(A_real_raw) < 0 (the diagonal core's A_real_raw with
+        # real_transform="exp"), Q tied to P
+        self.A_real_raw = nn.Parameter(torch.log(-Lambda.real).float().repeat(n_ssm, 1))  # (n_ssm, n)
         self.A_imag = nn.Parameter(Lambda.imag.float().repeat(n_ssm, 1))  # (n_ssm, n)
         self.P = _real_param(P.unsqueeze(1).repeat(1, n_ssm, 1))  # (r, n_ssm, n, 2)
         self.B = _real_param(B.repeat(n_ssm, 1))  # (n_ssm, n, 2)
@@ -91,7 +93,7 @@ class DPLRSSM(SSMCore):
         self.D = nn.Parameter(torch.randn(d_model))  # (H,)
         self.log_dt = nn.Parameter(log_uniform_dt(d_model, dt_min, dt_max))  # (H,)
         if lr is not None:
-            for p in (self.A_real, self.A_imag, self.P, self.B, self.log_dt):
+            for p in (self.A_real_raw, self.A_imag, self.P, self.B, self.log_dt):
                 set_hint(p, lr=lr, weight_decay=0.0)
         # Length that C currently encodes as C~ = C (I - dA^L); 0 = C is still the plain C.
         self.register_buffer("l_kernel", torch.tensor(0), persistent=True)
@@ -105,7 +107,7 @@ class DPLRSSM(SSMCore):
         """(dt (H,), Lambda (H, n), P (r, H, n), B (H, n)), complex64 (complex128 for a float64 core)."""
         rep, rd = self.d_model // self.n_ssm, self.real_dtype
         dt = torch.exp(self.log_dt.to(rd))
-        Lam = torch.complex(-torch.exp(self.A_real.to(rd)), self.A_imag.to(rd)).repeat(rep, 1)
+        Lam = torch.complex(-torch.exp(self.A_real_raw.to(rd)), self.A_imag.to(rd)).repeat(rep, 1)
         P = _complex(self.P.to(rd)).repeat(1, rep, 1)
         B = _complex(self.B.to(rd)).repeat(rep, 1)
         return dt, Lam, P, B
@@ -138,7 +140,7 @@ class DPLRSSM(SSMCore):
                 Cf = Cf + torch.einsum("chn,hnm->chm", Cf, _matrix_power(dA, new_len))
                 new_len *= 2
             Ct = Cf
-        self.C.copy_(torch.view_as_real(Ct[..., : self.d_state].to(self.complex_dtype)))
+        self.C.copy_(torch.view_as_real(Ct[..., : self.n_modes].to(self.complex_dtype)))
         self.l_kernel.fill_(new_len)
 
     def true_C(self) -> torch.Tensor:
@@ -151,7 +153,7 @@ class DPLRSSM(SSMCore):
         eye = torch.eye(dA.shape[-1], dtype=dA.dtype, device=dA.device)
         M = eye - _matrix_power(dA, L)  # (H, 2n, 2n)
         Cf = torch.linalg.solve(M.transpose(-1, -2), _full(C).transpose(0, 1).transpose(-1, -2))  # (H, 2n, c)
-        return Cf.transpose(-1, -2).transpose(0, 1)[..., : self.d_state]
+        return Cf.transpose(-1, -2).transpose(0, 1)[..., : self.n_modes]
 
     # -- kernel --------------------------------------------------------------------------------
 
@@ -207,7 +209,7 @@ class DPLRSSM(SSMCore):
     # -- the core contract ---------------------------------------------------------------------
 
     def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
-        B_, H, L = u.shape
+        L = u.shape[-1]  # u (batch, H, L)
         k = self.kernel(L)  # prepares C~ for L (doubling) when L exceeds the current length
         with torch.autocast(u.device.type, enabled=False):
             if not self.causal:
@@ -244,13 +246,13 @@ class DPLRSSM(SSMCore):
         K = torch.cat(krylov, -1)[..., :L]  # (H, 2n, L)
         x = torch.einsum("hnl,bhl->bhn", K, u.flip(-1).to(K.dtype))  # (B, H, 2n)
         x = x + torch.einsum("hnm,bhm->bhn", _matrix_power(dA, L), _full(state.to(K.dtype)))
-        return x[..., : self.d_state].to(self.complex_dtype)
+        return x[..., : self.n_modes].to(self.complex_dtype)
 
     def default_state(self, batch: int, *, device=None) -> torch.Tensor:
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state")
         device = device if device is not None else self.log_dt.device
-        return torch.zeros(batch, self.d_model, self.d_state, dtype=self.complex_dtype, device=device)
+        return torch.zeros(batch, self.d_model, self.n_modes, dtype=self.complex_dtype, device=device)
 
 
     def step_form(self) -> StepForm:

@@ -20,7 +20,8 @@ from torch import nn
 
 from .. import hippo, ops
 from ..optim import set_hint
-from .base import SSMCore, StepForm, check_choice
+from ..checks import check_choice
+from .base import SSMCore, StepForm
 from .diagonal import _complex, _real_param, log_uniform_dt
 
 CInit = Literal["lecun_normal", "trunc_standard_normal", "complex_normal"]
@@ -37,6 +38,7 @@ class S5SSM(SSMCore):
     """(B, H, L) -> (B, H, L) with a parallel scan over the state sequence."""
 
     form_kind = "dense"
+    renamed_parameters = {"A_real": "Lambda_real", "A_imag": "Lambda_imag"}
 
     def __init__(
         self,
@@ -68,9 +70,9 @@ class S5SSM(SSMCore):
         else:
             Lambda, V, V_inv = hippo.s5_ptd_init(d_state, blocks)
         P = Lambda.shape[0]
-        self.d_state = P
-        self.A_real = nn.Parameter(Lambda.real.float().clone())  # (P',)
-        self.A_imag = nn.Parameter(Lambda.imag.float().clone())
+        self.n_modes = P  # P' = P/2 with conj_sym (one mode per conjugate pair), else P
+        self.Lambda_real = nn.Parameter(Lambda.real.float().clone())  # (P',): Re Lambda itself
+        self.Lambda_imag = nn.Parameter(Lambda.imag.float().clone())
         B = _lecun_normal(d_state, d_model).to(torch.complex128)  # (P, H)
         self.B = _real_param(V_inv @ B)  # (P', H, 2)
         n_c = 2 if bidirectional else 1
@@ -89,13 +91,13 @@ class S5SSM(SSMCore):
         self.D = nn.Parameter(torch.randn(d_model))  # (H,)
         self.log_dt = nn.Parameter(log_uniform_dt(P, dt_min, dt_max))  # (P',): one per state
         if lr is not None:
-            for p in (self.A_real, self.A_imag, self.B, self.log_dt):
+            for p in (self.Lambda_real, self.Lambda_imag, self.B, self.log_dt):
                 set_hint(p, lr=lr, weight_decay=0.0)
         self._place(device, dtype)
 
     def _Lambda(self) -> torch.Tensor:
-        re = self.A_real.clamp(max=-1e-4) if self.clip_eigs else self.A_real
-        return torch.complex(re, self.A_imag)  # (P',)
+        re = self.Lambda_real.clamp(max=-1e-4) if self.clip_eigs else self.Lambda_real
+        return torch.complex(re, self.Lambda_imag)  # (P',)
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(dA (P',), dB (P', H)) complex64 (complex128 for a float64 core), ZOH."""
@@ -127,7 +129,7 @@ class S5SSM(SSMCore):
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state")
         device = device if device is not None else self.log_dt.device
-        return torch.zeros(batch, self.d_state, dtype=self.complex_dtype, device=device)  # (B, P')
+        return torch.zeros(batch, self.n_modes, dtype=self.complex_dtype, device=device)  # (B, P')
 
 
     def step_form(self) -> StepForm:

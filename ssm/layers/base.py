@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..kernels.base import SSMCore, check_choice
+from ..checks import check_choice
+from ..kernels.base import SSMCore
 
 Activation = Literal["gelu", "silu", "relu", "tanh", "identity"]
 Final = Literal["glu", "linear", "identity"]

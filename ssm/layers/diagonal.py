@@ -6,7 +6,7 @@ import torch
 
 from .. import hippo
 from ..kernels.diagonal import DiagonalSSM, Disc, Init, RealTransform
-from ..kernels.base import check_size
+from ..checks import check_size
 from .base import Activation, Final, SSMBlock
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..kernels.dplr import DPLRSSM
-from ..kernels.base import check_size
+from ..checks import check_size
 from .base import Activation, Final, SSMBlock
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..kernels.s5 import S5SSM, CInit, S5Init
-from ..kernels.base import check_size
+from ..checks import check_size
 from .base import Activation, Final, SSMBlock
 
 
@@ -52,8 +52,30 @@ class S5(SSMBlock):
 
 
 class S5PTD(S5):
-    """S5 with the perturb-then-diagonalise initialisation per block (full modes, no conj_sym)."""
+    """S5 with the perturb-then-diagonalise initialisation per block (full modes, so ``conj_sym``
+    defaults to False; True is refused by the core)."""
 
-    def __init__(self, d_model: int, d_state: int = 64, *, blocks: int = 1, **kwargs):
-        kwargs.setdefault("conj_sym", False)
-        super().__init__(d_model, d_state, blocks=blocks, init="ptd", **kwargs)
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        blocks: int = 1,
+        conj_sym: bool = False,
+        C_init: CInit = "lecun_normal",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        clip_eigs: bool = False,
+        lr: float | None = 1e-3,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        activation: Activation = "gelu",
+        final: Final = "glu",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            d_model, d_state, blocks=blocks, init="ptd", conj_sym=conj_sym, C_init=C_init, dt_min=dt_min,
+            dt_max=dt_max, clip_eigs=clip_eigs, lr=lr, bidirectional=bidirectional, dropout=dropout,
+            activation=activation, final=final, device=device, dtype=dtype,
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers.base import check_choice
+from ..checks import check_choice
 
 
 class RetrievalClassifier(nn.Module):

@@ -14,7 +14,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..layers.base import check_choice, length_mask
+from ..checks import check_choice
+from ..layers.base import length_mask
 
 Norm = Literal["layer", "batch", "none"]
 Pool = Literal["mean", "last", "none"]

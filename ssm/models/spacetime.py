@@ -40,7 +40,7 @@ from torch import nn
 
 from .. import ops
 from ..kernels.companion import Method
-from ..layers.base import check_choice
+from ..checks import check_choice
 from ..layers.companion import ClosedLoopCompanionSSM, CompanionCore, NormOrder
 
 Embedding = Literal["repeat", "linear"]

@@ -30,7 +30,7 @@ import torchmetrics
 from torch import nn
 from torch.nn import functional as F
 
-from ..kernels.base import check_choice
+from ..checks import check_choice
 from .loading import read_checkpoint
 from .tasks import Task
 

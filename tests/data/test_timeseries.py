@@ -265,7 +265,7 @@ def test_missing_value_policies(tmp_path):
     first = _small_csv(tmp_path, {2: "2020-01-01 00:00:00,,0.5"})
     with pytest.raises(ValueError, match=r"line 2, column 2 \('a'\): missing value in the first row"):
         read_series_csv(first, missing="ffill")
-    with pytest.raises(ValueError, match="missing must be one of"):
+    with pytest.raises(ValueError, match="`missing` must be one of"):
         read_series_csv(first, missing="mean")
 
 
@@ -302,11 +302,11 @@ def test_too_short(tmp_path):
 
 def test_bad_arguments(tmp_path, ett_root):
     root, _ = ett_root
-    with pytest.raises(ValueError, match=r"features must be one of \('S', 'M', 'MS'\), got 'X'"):
+    with pytest.raises(ValueError, match=r"`features` must be one of 'S', 'M', 'MS'; got 'X'"):
         InformerSeries("train", root=root, name="ETTh1", features="X")
-    with pytest.raises(ValueError, match=r"split must be one of \('train', 'val', 'test'\), got 'dev'"):
+    with pytest.raises(ValueError, match=r"`split` must be one of 'train', 'val', 'test'; got 'dev'"):
         InformerSeries("dev", root=root, name="ETTh1")
-    with pytest.raises(ValueError, match=r"name must be one of \('ETTh1', .*'Weather'\), got 'ETTh3'"):
+    with pytest.raises(ValueError, match=r"`name` must be one of 'ETTh1', .*'Weather'; got 'ETTh3'"):
         InformerSeries("train", root=root, name="ETTh3")
     with pytest.raises(ValueError, match=r"horizon must be a positive integer, got 0"):
         InformerSeries("train", root=root, name="ETTh1", horizon=0)

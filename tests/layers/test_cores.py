@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import ssm
 from ssm.kernels.diagonal import DiagonalSSM
 from ssm.kernels.dplr import DPLRSSM, _full
 from ssm.kernels.s5 import S5SSM
@@ -160,7 +161,7 @@ def test_s5_bidirectional_is_forward_plus_flipped_scan():
     bwd = S5SSM(4, 8, blocks=1)
     with torch.no_grad():
         for m in (fwd, bwd):
-            for name in ("A_real", "A_imag", "B", "log_dt", "D"):
+            for name in ("Lambda_real", "Lambda_imag", "B", "log_dt", "D"):
                 getattr(m, name).copy_(getattr(bi, name))
         fwd.C.copy_(bi.C[:1])
         bwd.C.copy_(bi.C[1:])
@@ -176,4 +177,22 @@ def test_s5_bidirectional_is_forward_plus_flipped_scan():
 def test_s5_timestep_is_per_state():
     core = S5SSM(4, 16, blocks=2)
     assert core.log_dt.shape == (8,)
-    assert core.d_state == 8
+    assert core.n_modes == 8
+
+
+@pytest.mark.parametrize("name", ["S4", "S4D", "S5"])
+def test_state_dicts_saved_under_the_old_parameter_names_still_load(name):
+    """A_real was renamed (A_real_raw in S4/S4D, Lambda_real/Lambda_imag in S5); old checkpoints load."""
+    torch.manual_seed(0)
+    layer = getattr(ssm, name)(4, 8)
+    renamed = layer.core.renamed_parameters
+    old = {}
+    for key, value in layer.state_dict().items():
+        short = key.removeprefix("core.")
+        back = {new: o for o, new in renamed.items()}
+        old["core." + back[short] if short in back else key] = value.clone()
+    assert set(old) != set(layer.state_dict())  # the old names differ from the new ones
+    fresh = getattr(ssm, name)(4, 8)
+    fresh.load_state_dict(old)  # strict: every old key mapped, nothing missing
+    for key, value in layer.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key

@@ -7,11 +7,14 @@ import ssm
 from ssm.optim import HINT, get_hint, param_groups, set_hint
 
 
-@pytest.mark.parametrize("factory", [lambda: ssm.S4D(8, 8), lambda: ssm.S4(8, 8), lambda: ssm.S5(8, 8), lambda: ssm.S4PTD(8, 8)])
-def test_ssm_parameters_carry_hints_and_become_groups(factory):
-    layer = factory()
+_A = {"S5": ("core.Lambda_real", "core.Lambda_imag")}  # S5 holds Re/Im Lambda itself; the others Re A's raw parameter
+
+
+@pytest.mark.parametrize("name", ["S4D", "S4", "S5", "S4PTD"])
+def test_ssm_parameters_carry_hints_and_become_groups(name):
+    layer = getattr(ssm, name)(8, 8)
     hinted = {n for n, p in layer.named_parameters() if hasattr(p, HINT)}
-    assert {"core.A_real", "core.A_imag", "core.B", "core.log_dt"} <= hinted
+    assert {*_A.get(name, ("core.A_real_raw", "core.A_imag")), "core.B", "core.log_dt"} <= hinted
     assert "core.C" not in hinted and "core.D" not in hinted
     groups = param_groups(layer, lr=1e-2, weight_decay=0.05)
     by_name = {n: g for g in groups for n in g["names"]}

@@ -304,7 +304,7 @@ def test_default_configuration():
     blocks = list(model.center) + [b for t in model.tiers for b in t.up]
     ssm_layers = [b.f for b in blocks if b.stateful]
     assert len(ssm_layers) == 24 and len(blocks) == 48  # 2 tiers: 24 S4 + 24 FF blocks
-    assert all(isinstance(m, ssm.S4) and m.causal and m.core.d_state == 32 for m in ssm_layers)  # 64 = 2 x 32 pairs
+    assert all(isinstance(m, ssm.S4) and m.causal and m.core.n_modes == 32 for m in ssm_layers)  # 64 = 2 x 32 pairs
     assert [t.d_model for t in model.tiers] == [64, 128] and model.center[0].f.d_model == 256
     assert all(len(t.down) == 0 for t in model.tiers)
     unet = SaShiMi(8, 2, unet=True, layer=LAYERS["S4D"])

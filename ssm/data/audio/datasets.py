@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ssm.data.synthetic import SPLITS, _generator
-from ssm.layers.base import check_choice
+from ...checks import check_choice
 
 from .quantize import Normalization, Quantization, normalize, quantize, silence_code
 from .resample import output_length, resample, source_span

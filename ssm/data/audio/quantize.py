@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 
 from ssm.data.synthetic import mu_law_decode, mu_law_encode
-from ssm.layers.base import check_choice
+from ...checks import check_choice
 
 Quantization = Literal["mu-law", "linear"]
 Normalization = Literal["minmax", "peak", "none"]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...layers.base import check_choice
+from ...checks import check_choice
 
 SPLITS = ("train", "val", "test")
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ...layers.base import check_choice
+from ...checks import check_choice
 from .base import (
     RELEASE_URL,
     CharEncoder,

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from ...layers.base import check_choice
+from ...checks import check_choice
 from .base import (
     CharEncoder,
     TokenDataset,
