@@ -4,9 +4,17 @@ its step form. Lives below the layers so cores never import them."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
+
+
+def check_rate(owner: str, rate) -> float:
+    """A sampling-rate factor: a finite number > 0 (dt is multiplied by it)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"{owner}: `rate` must be a finite number > 0 (dt is scaled by it), got {rate!r}")
+    return float(rate)
 
 
 def working_dtype(module: nn.Module) -> torch.dtype:
@@ -76,7 +84,6 @@ class SSMCore(nn.Module):
 
     d_model: int
     causal: bool = True
-    max_length: int | None = None  # longest input the core can serve, None = any
     # What ``step_form`` returns: "channel" (per-channel StepForm), "dense" (MIMO StepForm), or
     # None (the core steps by its own means and has no StepForm).
     form_kind: str | None = None
@@ -90,22 +97,26 @@ class SSMCore(nn.Module):
                 state_dict[prefix + new] = state_dict.pop(prefix + old)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, u: torch.Tensor, state=None):  # (B, H, L) -> (B, H, L), next state
+    def forward(self, u: torch.Tensor, state=None, rate: float = 1.0):  # (B, H, L) -> (B, H, L), next state
+        """``rate``: the continuous-time system sampled ``rate`` times more coarsely (dt * rate);
+        discrete-time cores accept only 1."""
         raise NotImplementedError
 
     def default_state(self, batch: int, *, device=None):
         raise NotImplementedError
 
-    def step_form(self) -> StepForm:
+    def step_form(self, rate: float = 1.0) -> StepForm:
         """The discrete step in complex128 (no autograd); linear cores implement this."""
         raise NotImplementedError
 
-    def setup_step(self) -> None:
-        """Cache ``step_form()`` in the working precision for ``step``."""
+    def setup_step(self, rate: float = 1.0) -> None:
+        """Cache ``step_form(rate)`` in the working precision for ``step`` (the rate sticks until
+        the next ``setup_step``, also when a parameter change makes ``step`` refresh the cache)."""
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
+        self._step_rate = check_rate(type(self).__name__, rate)
         with torch.no_grad():
-            self._cache_step(self.step_form().to(self.complex_dtype))
+            self._cache_step(self.step_form(rate).to(self.complex_dtype))
 
     def step(self, u: torch.Tensor, state):
         """One time step: u (B, H), state as ``default_state`` -> y (B, H), next state."""
@@ -127,6 +138,7 @@ class SSMCore(nn.Module):
 
     # -- the step cache shared by the cores ------------------------------------------------------
     _step_cache: tuple | None = None
+    _step_rate: float = 1.0
 
     def parameters_version(self) -> tuple:
         """Changes whenever a parameter is modified in place or replaced (training, loading)."""
@@ -138,5 +150,5 @@ class SSMCore(nn.Module):
     def _step_matrices(self) -> tuple:
         """What ``setup_step`` computed, recomputed first if the parameters changed since."""
         if self._step_cache is None or self._step_cache[0] != self.parameters_version():
-            self.setup_step()
+            self.setup_step(self._step_rate)
         return self._step_cache[1:]

@@ -29,7 +29,8 @@ from torch import nn
 from .. import hippo, ops
 from ..optim import set_hint
 from .base import SSMCore, StepForm
-from .diagonal import _complex, _real_param, log_uniform_dt
+from ..checks import check_choice
+from .diagonal import DtTransform, _complex, _real_param, dt_parameter, positive
 
 
 def _full(v: torch.Tensor) -> torch.Tensor:
@@ -54,7 +55,7 @@ class DPLRSSM(SSMCore):
     """The S4 core: (B, H, L) -> (B, H, L), causal or bidirectional."""
 
     form_kind = "channel"
-    renamed_parameters = {"A_real": "A_real_raw"}
+    renamed_parameters = {"A_real": "A_real_raw", "log_dt": "inv_dt"}
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class DPLRSSM(SSMCore):
         rank: int = 1,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        dt_transform: DtTransform = "exp",
         lr: float | None = 1e-3,
         n_ssm: int = 1,
         bidirectional: bool = False,
@@ -71,8 +73,13 @@ class DPLRSSM(SSMCore):
         device=None,
         dtype=None,
     ):
+        """``dt_transform``: dt = exp(inv_dt) or softplus(inv_dt) (the s4 reference's layer config
+        uses softplus). ``l_max``: the length C~ is prepared for at construction; a longer input
+        extends it (doubling) and gets the exact kernel of its own length."""
         super().__init__()
         name = type(self).__name__
+        check_choice(name, "dt_transform", dt_transform, DtTransform)
+        self.dt_transform = dt_transform
         if d_model % n_ssm:
             raise ValueError(f"{name}: `n_ssm` ({n_ssm}) must divide d_model ({d_model})")
         if l_max is not None and l_max < 1:
@@ -89,11 +96,13 @@ class DPLRSSM(SSMCore):
         self.P = _real_param(P.unsqueeze(1).repeat(1, n_ssm, 1))  # (r, n_ssm, n, 2)
         self.B = _real_param(B.repeat(n_ssm, 1))  # (n_ssm, n, 2)
         channels = 2 if bidirectional else 1
-        self.C = _real_param(torch.randn(channels, d_model, n, dtype=torch.complex128) * 0.5**0.5)  # (c, H, n, 2)
+        # complex standard normal, E|C_n|^2 = 1 (state-spaces/s4 src/models/sequence/kernels/ssm.py,
+        # init_ssm_dplr, commit e757cef: torch.randn of a complex dtype)
+        self.C = _real_param(torch.randn(channels, d_model, n, dtype=torch.complex128))  # (c, H, n, 2)
         self.D = nn.Parameter(torch.randn(d_model))  # (H,)
-        self.log_dt = nn.Parameter(log_uniform_dt(d_model, dt_min, dt_max))  # (H,)
+        self.inv_dt = nn.Parameter(dt_parameter(d_model, dt_min, dt_max, dt_transform))  # (H,)
         if lr is not None:
-            for p in (self.A_real_raw, self.A_imag, self.P, self.B, self.log_dt):
+            for p in (self.A_real_raw, self.A_imag, self.P, self.B, self.inv_dt):
                 set_hint(p, lr=lr, weight_decay=0.0)
         # Length that C currently encodes as C~ = C (I - dA^L); 0 = C is still the plain C.
         self.register_buffer("l_kernel", torch.tensor(0), persistent=True)
@@ -103,18 +112,19 @@ class DPLRSSM(SSMCore):
 
     # -- the DPLR system -----------------------------------------------------------------------
 
-    def system(self):
-        """(dt (H,), Lambda (H, n), P (r, H, n), B (H, n)), complex64 (complex128 for a float64 core)."""
+    def system(self, rate: float = 1.0):
+        """(dt (H,), Lambda (H, n), P (r, H, n), B (H, n)), complex64 (complex128 for a float64 core);
+        dt times ``rate`` (the same continuous-time system sampled ``rate`` times more coarsely)."""
         rep, rd = self.d_model // self.n_ssm, self.real_dtype
-        dt = torch.exp(self.log_dt.to(rd))
+        dt = positive(self.inv_dt.to(rd), self.dt_transform) * rate
         Lam = torch.complex(-torch.exp(self.A_real_raw.to(rd)), self.A_imag.to(rd)).repeat(rep, 1)
         P = _complex(self.P.to(rd)).repeat(1, rep, 1)
         B = _complex(self.B.to(rd)).repeat(rep, 1)
         return dt, Lam, P, B
 
-    def dense(self, dtype=torch.complex128):
+    def dense(self, dtype=torch.complex128, rate: float = 1.0):
         """Full-basis dense (dA (H, 2n, 2n), dB (H, 2n)) for bookkeeping and tests."""
-        dt, Lam, P, B = (t.to(dtype) if t.is_complex() else t.double() for t in self.system())
+        dt, Lam, P, B = (t.to(dtype) if t.is_complex() else t.double() for t in self.system(rate))
         A = torch.diag_embed(_full(Lam)) - torch.einsum("rhn,rhm->hnm", _full(P), _full(P).conj())  # (H, 2n, 2n)
         eye = torch.eye(A.shape[-1], dtype=dtype, device=A.device)
         two_dt = (2 / dt).to(dtype)[:, None, None]
@@ -155,14 +165,32 @@ class DPLRSSM(SSMCore):
         Cf = torch.linalg.solve(M.transpose(-1, -2), _full(C).transpose(0, 1).transpose(-1, -2))  # (H, 2n, c)
         return Cf.transpose(-1, -2).transpose(0, 1)[..., : self.n_modes]
 
+    def _C_tilde(self, rate: float) -> torch.Tensor:
+        """C~ for the current length Lk at ``rate``, (c, H, n) in the working precision. At rate 1 it
+        is the parameter; otherwise C~_r = C (I - dA_r^Lk) with the true C = C~ (I - dA^Lk)^-1, so
+        the rate-r kernel is exactly the kernel of the system with timestep dt * r (differentiable,
+        float64, (H, 2n, 2n) dense work: meant for evaluation at another rate)."""
+        C = _complex(self.C.to(self.real_dtype))  # (c, H, n)
+        Lk = int(self.l_kernel)
+        if rate == 1.0 or Lk == 0:
+            return C
+        dA, _ = self.dense()
+        dA_r, _ = self.dense(rate=rate)
+        eye = torch.eye(dA.shape[-1], dtype=dA.dtype, device=dA.device)
+        # row vectors: C~_r = C~ (I - dA^Lk)^-1 (I - dA_r^Lk), i.e. solve (I - dA^Lk)^T X = (I - dA_r^Lk)^T
+        M = torch.linalg.solve((eye - _matrix_power(dA, Lk)).transpose(-1, -2),
+                               (eye - _matrix_power(dA_r, Lk)).transpose(-1, -2)).transpose(-1, -2)  # (H, 2n, 2n)
+        Cr = torch.einsum("chn,hnm->chm", _full(C.to(torch.complex128)), M)
+        return Cr[..., : self.n_modes].to(self.complex_dtype)
+
     # -- kernel --------------------------------------------------------------------------------
 
-    def _generating_function(self, L: int, Bv: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
-        """K^ at the rfft nodes for input vectors ``Bv (..., H, n)``: (c, ..., H, L//2+1)."""
-        dt, Lam, P, _ = self.system()
-        dt = dt * rate
+    def _generating_function(self, L: int, Bv: torch.Tensor, rate: float = 1.0, C: torch.Tensor | None = None) -> torch.Tensor:
+        """K^ at the rfft nodes for input vectors ``Bv (..., H, n)``: (c, ..., H, L//2+1); C is C~
+        for length L at this rate (``_C_tilde(rate)`` when not given)."""
+        dt, Lam, P, _ = self.system(rate)
         cd = self.complex_dtype
-        C = _complex(self.C.to(self.real_dtype))  # (c, H, n)
+        C = self._C_tilde(rate) if C is None else C  # (c, H, n)
         m = L // 2 + 1
         k = torch.arange(m, device=dt.device)
         omega = torch.exp(-2j * torch.pi * k.double() / L)  # (m,)
@@ -201,16 +229,16 @@ class DPLRSSM(SSMCore):
         if int(self.l_kernel) < L:
             self._set_length(L)
         Lk = int(self.l_kernel)
-        with torch.autocast(self.log_dt.device.type, enabled=False):
+        with torch.autocast(self.inv_dt.device.type, enabled=False):
             _, _, _, B = self.system()
             Khat = self._generating_function(Lk, B, rate)  # (c, H, Lk//2+1)
             return torch.fft.irfft(Khat, n=Lk)[..., :L]  # (c, H, L)
 
     # -- the core contract ---------------------------------------------------------------------
 
-    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
+    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, rate: float = 1.0):
         L = u.shape[-1]  # u (batch, H, L)
-        k = self.kernel(L)  # prepares C~ for L (doubling) when L exceeds the current length
+        k = self.kernel(L, rate)  # prepares C~ for L (doubling) when L exceeds the current length
         with torch.autocast(u.device.type, enabled=False):
             if not self.causal:
                 if state is not None:
@@ -219,24 +247,24 @@ class DPLRSSM(SSMCore):
             y = ops.fftconv(u, k[0], self.D)
             if state is None:
                 return y, None
-            y = y + self._state_output(state, L)
-            next_state = self._next_state(state, u)
+            y = y + self._state_output(state, L, rate)
+            next_state = self._next_state(state, u, rate)
         return y, next_state
 
-    def _state_output(self, state: torch.Tensor, L: int) -> torch.Tensor:
+    def _state_output(self, state: torch.Tensor, L: int, rate: float = 1.0) -> torch.Tensor:
         """y_t contribution 2 Re(C dA^{t+1} s), t < L: the kernel with B replaced by B' = s/dt + A s/2."""
-        dt, Lam, P, _ = self.system()
+        dt, Lam, P, _ = self.system(rate)
         s = state.to(self.complex_dtype)  # (B, H, n)
         As = Lam * s - torch.einsum("rhn,rbh->bhn", P, 2 * torch.einsum("rhn,bhn->rbh", P.conj(), s).real.to(s.dtype))
         Bprime = s / dt[:, None] + As / 2  # (B, H, n)
         Lk = int(self.l_kernel)
-        Khat = self._generating_function(Lk, Bprime)  # (c, B, H, Lk//2+1)
+        Khat = self._generating_function(Lk, Bprime, rate)  # (c, B, H, Lk//2+1)
         return torch.fft.irfft(Khat[0], n=Lk)[..., :L]  # (B, H, L)
 
-    def _next_state(self, state: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def _next_state(self, state: torch.Tensor, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
         """x_L = dA^L s + sum_t dA^{L-1-t} dB u_t via the Krylov sequence (float64, full basis)."""
         L = u.shape[-1]
-        dA, dB = self.dense()  # (H, 2n, 2n), (H, 2n)
+        dA, dB = self.dense(rate=rate)  # (H, 2n, 2n), (H, 2n)
         krylov = [dB.unsqueeze(-1)]  # columns dA^j dB, j < L
         power = dA
         while sum(k.shape[-1] for k in krylov) < L:
@@ -251,11 +279,11 @@ class DPLRSSM(SSMCore):
     def default_state(self, batch: int, *, device=None) -> torch.Tensor:
         if not self.causal:
             raise ValueError(f"{type(self).__name__}: a bidirectional layer has no recurrent state")
-        device = device if device is not None else self.log_dt.device
+        device = device if device is not None else self.inv_dt.device
         return torch.zeros(batch, self.d_model, self.n_modes, dtype=self.complex_dtype, device=device)
 
 
-    def step_form(self) -> StepForm:
+    def step_form(self, rate: float = 1.0) -> StepForm:
         """The bilinear step in the form x' = E x + sum_s Re(F_s . x) G_s + V u, y = 2 Re(C x') + D u.
 
         With D_l = (2/dt - Lambda)^-1 and the Woodbury factor W = (I + M)^-1,
@@ -267,7 +295,7 @@ class DPLRSSM(SSMCore):
             raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
         with torch.no_grad():
             c128 = torch.complex128
-            dt, Lam, P, B = self.system()
+            dt, Lam, P, B = self.system(rate)
             dt, Lam, P, B = dt.double(), Lam.to(c128), P.to(c128), B.to(c128)  # P (r, H, n)
             Dl = 1 / (2 / dt[:, None] - Lam)  # (H, n)
             M = 2 * torch.einsum("shn,hn,rhn->hsr", P.conj(), Dl, P).real  # (H, r, r)

@@ -127,8 +127,9 @@ class CompanionCore(CompanionParams, SSMCore):
 
     # -- the core contract -----------------------------------------------------------------------
 
-    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
+    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, rate: float = 1.0):
         """u (B, H, L) -> y (B, H, L), and the final state (B, H, d) when a state is passed in."""
+        self._discrete_time_only(rate)
         L = u.shape[-1]
         with torch.autocast(u.device.type, enabled=False):
             uf = u.to(self.real_dtype)
@@ -145,8 +146,14 @@ class CompanionCore(CompanionParams, SSMCore):
         device = device if device is not None else self.c.device
         return torch.zeros(batch, self.d_model, self.d_state, dtype=self.real_dtype, device=device)  # (B, H, d)
 
-    def setup_step(self) -> None:
+    def _discrete_time_only(self, rate: float) -> None:
+        if rate != 1.0:
+            raise ValueError(f"{type(self).__name__}: a companion SSM is a discrete-time recurrence with no timestep; "
+                             f"`rate` must be 1, got {rate!r}")
+
+    def setup_step(self, rate: float = 1.0) -> None:
         """Per-channel a, b, c (H, d) and D (H,) for ``step``."""
+        self._discrete_time_only(rate)
         with torch.no_grad():
             a, b, c = self._per_channel(*self.system())
             D = (self.D.detach().to(c.dtype).clone() if self.D is not None

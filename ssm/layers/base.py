@@ -5,6 +5,8 @@ Contract (every public layer):
     state = layer.default_state(B)        the zero state
     layer.setup_step()                    precompute the discrete step matrices (optional: step
                                           calls it when the parameters changed since)
+    layer(x, rate=r), setup_step(rate=r)  the continuous-time model at timestep dt * r (input
+                                          sampled r times more coarsely; S4 paper Sec. 4.3)
     y_t, state = layer.step(x_t, state)   x_t, y_t: (B, H)
 so that ``forward`` on a whole sequence, ``forward`` on chunks passing the state along, and
 ``step`` token by token give the same outputs.
@@ -24,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..checks import check_choice
-from ..kernels.base import SSMCore
+from ..kernels.base import SSMCore, check_rate
 
 Activation = Literal["gelu", "silu", "relu", "tanh", "identity"]
 Final = Literal["glu", "linear", "identity"]
@@ -103,9 +105,6 @@ class SSMBlock(nn.Module):
         if not x.dtype.is_floating_point:
             raise TypeError(f"{name}: input must be a floating-point tensor, got {x.dtype}")
         if not step:
-            limit = self.core.max_length
-            if limit is not None and x.shape[1] > limit:
-                raise ValueError(f"{name}: input length {x.shape[1]} exceeds this layer's l_max={limit}; build it with a larger l_max")
             if x.shape[1] == 0:
                 raise ValueError(f"{name}: input must be (B, L, H) with L >= 1, got shape {tuple(x.shape)}")
         if x.shape[0] == 0:
@@ -140,9 +139,11 @@ class SSMBlock(nn.Module):
 
     # -- the contract --------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None):
-        """``x: (B, L, H)`` -> ``(y: (B, L, H), next_state)``. ``lengths: (B,)`` masks padding."""
+    def forward(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None, rate: float = 1.0):
+        """``x: (B, L, H)`` -> ``(y: (B, L, H), next_state)``. ``lengths: (B,)`` masks padding;
+        ``rate`` scales the timestep (evaluate a model trained at one sampling rate at another)."""
         self._check(x)
+        rate = check_rate(type(self).__name__, rate)
         if state is not None and self.core.causal:  # (a bidirectional core refuses any state itself)
             self._check_state(state, x.shape[0])
         dtype, x = x.dtype, self._compute_input(x)
@@ -151,7 +152,7 @@ class SSMBlock(nn.Module):
             mask = length_mask(type(self).__name__, lengths, x.shape[0], x.shape[1], x.device).unsqueeze(-1)  # (B, L, 1)
             x = torch.where(mask, x, 0.0)  # a select: NaN in padding stays out
         u = x.transpose(1, 2)  # (B, H, L)
-        y, next_state = self.core(u, state)
+        y, next_state = self.core(u, state) if rate == 1.0 else self.core(u, state, rate=rate)
         y = self._pointwise(y.transpose(1, 2))  # (B, L, H)
         if mask is not None:
             y = torch.where(mask, y, 0.0)
@@ -160,8 +161,8 @@ class SSMBlock(nn.Module):
     def default_state(self, batch: int, *, device=None):
         return self.core.default_state(batch, device=device)
 
-    def setup_step(self) -> None:
-        self.core.setup_step()
+    def setup_step(self, rate: float = 1.0) -> None:
+        self.core.setup_step(rate)
 
     def step(self, x_t: torch.Tensor, state):
         """``x_t: (B, H)`` -> ``(y_t: (B, H), next_state)``."""

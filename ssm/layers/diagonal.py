@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import hippo
-from ..kernels.diagonal import DiagonalSSM, Disc, Init, RealTransform
+from ..kernels.diagonal import DiagonalSSM, Disc, DtTransform, Init, RealTransform
 from ..checks import check_size
 from .base import Activation, Final, SSMBlock
 
@@ -15,8 +15,9 @@ class S4D(SSMBlock):
 
     ``x: (B, L, d_model) -> (y, state)``. ``d_state`` counts real dimensions: the layer keeps
     d_state/2 complex modes (conjugate pairs). Defaults follow the S4D paper: S4D-LegS init,
-    ZOH, exp real part, dt log-uniform in [1e-3, 1e-1], SSM lr 1e-3 with no weight decay,
-    GELU then GLU.
+    ZOH, exp real part, dt log-uniform in [1e-3, 1e-1] with dt = exp(inv_dt) (``dt_transform=
+    "softplus"`` is the s4 reference config's choice), SSM lr 1e-3 with no weight decay, GELU then
+    GLU. ``l_max`` never limits the input (the kernel is exact at every length).
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class S4D(SSMBlock):
         real_transform: RealTransform = "exp",
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        dt_transform: DtTransform = "exp",
         lr: float | None = 1e-3,
         n_ssm: int = 1,
         bidirectional: bool = False,
@@ -43,7 +45,7 @@ class S4D(SSMBlock):
         check_size(type(self).__name__, "d_state", d_state, even=True, why=" (the layer keeps d_state/2 complex modes, one per conjugate pair)")
         core = DiagonalSSM(
             d_model, d_state, init=init, disc=disc, real_transform=real_transform, dt_min=dt_min,
-            dt_max=dt_max, lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max, device=device, dtype=dtype,
+            dt_max=dt_max, dt_transform=dt_transform, lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)
 
@@ -65,6 +67,7 @@ class S4PTD(SSMBlock):
         real_transform: RealTransform = "exp",
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        dt_transform: DtTransform = "exp",
         lr: float | None = 1e-3,
         n_ssm: int = 1,
         bidirectional: bool = False,
@@ -82,7 +85,7 @@ class S4PTD(SSMBlock):
         B_tilde = V_inv @ b  # (n,)
         core = DiagonalSSM(
             d_model, d_state, disc=disc, real_transform=real_transform, dt_min=dt_min, dt_max=dt_max,
-            lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max,
+            dt_transform=dt_transform, lr=lr, n_ssm=n_ssm, bidirectional=bidirectional, l_max=l_max,
             modes=(Lambda, torch.ones_like(B_tilde)), c_basis=V * B_tilde, device=device, dtype=dtype,
         )
         super().__init__(core, activation=activation, final=final, dropout=dropout, device=device, dtype=dtype)

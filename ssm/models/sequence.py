@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..checks import check_choice
+from ..kernels.base import check_rate
 from ..layers.base import length_mask
 
 Norm = Literal["layer", "batch", "none"]
@@ -66,8 +67,11 @@ class ResidualBlock(nn.Module):
             return x
         return x + self.drop(self.ffn(self.ffn_norm(x))) if self.prenorm else self.ffn_norm(x + self.drop(self.ffn(x)))
 
-    def forward(self, x, state=None, lengths=None):
-        x, state = self._mix(x, lambda h: self.layer(h, state, lengths=lengths))
+    def forward(self, x, state=None, lengths=None, rate: float = 1.0):
+        if rate == 1.0:  # (a custom layer need not know about rate)
+            x, state = self._mix(x, lambda h: self.layer(h, state, lengths=lengths))
+        else:
+            x, state = self._mix(x, lambda h: self.layer(h, state, lengths=lengths, rate=rate))
         return self._ff(x), state
 
     def step(self, x, state):
@@ -81,6 +85,10 @@ class SequenceModel(nn.Module):
     ``layer`` builds one SSM layer from ``d_model`` (e.g. ``functools.partial(ssm.S4D,
     d_state=64, bidirectional=True)``; Hydra configs pass a ``_partial_`` node). ``d_input=None``
     with ``vocab_size`` uses an embedding for integer tokens instead of a linear encoder.
+    ``rate`` (default 1) is passed to every layer's forward and ``setup_step``: the timestep is
+    scaled by it, so a model trained on signals at one sampling rate runs on signals sampled
+    ``rate`` times more coarsely (``model.rate = 2`` for 16 kHz -> 8 kHz; a ``rate=`` argument
+    to ``forward`` overrides it for one call).
     """
 
     def __init__(
@@ -97,8 +105,10 @@ class SequenceModel(nn.Module):
         dropout: float = 0.0,
         ffn: int = 0,
         pool: Pool = "mean",
+        rate: float = 1.0,
     ):
         super().__init__()
+        self.rate = check_rate("SequenceModel", rate)
         check_choice("SequenceModel", "norm", norm, Norm)
         check_choice("SequenceModel", "pool", pool, Pool)
         if (d_input is None) == (vocab_size is None):
@@ -126,22 +136,23 @@ class SequenceModel(nn.Module):
             raise ValueError(f"SequenceModel: input must be (B, L, d_input={self.d_input}), got shape {tuple(x.shape)}")
         return self.encoder(x)
 
-    def features(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None):
+    def features(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None, rate: float | None = None):
         """(B, L, d_model) features before pooling, and the per-block states."""
+        rate = self.rate if rate is None else check_rate("SequenceModel", rate)
         h = self._encode(x)  # (B, L, H)
         if lengths is not None:  # padding is zero from here on (a select: NaN/Inf in it stay out)
             h = torch.where(length_mask("SequenceModel", lengths, h.shape[0], h.shape[1], h.device)[..., None], h, 0.0)
         states = []
         for i, block in enumerate(self.blocks):
-            h, s = block(h, None if state is None else state[i], lengths)
+            h, s = block(h, None if state is None else state[i], lengths, rate)
             states.append(s)
         return self.final_norm(h), (states if state is not None else None)
 
-    def forward(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None, rate: float | None = None):
         """Pooled ``(B, d_output)`` when ``pool != "none"``, else ``(B, L, d_output)``.
 
         Returns only the output when ``state`` is None, else ``(output, next_state)``."""
-        h, next_state = self.features(x, state, lengths=lengths)
+        h, next_state = self.features(x, state, lengths=lengths, rate=rate)
         if self.pool == "mean":
             if lengths is None:
                 h = h.mean(1)
@@ -158,9 +169,10 @@ class SequenceModel(nn.Module):
     def default_state(self, batch: int, *, device=None):
         return [b.layer.default_state(batch, device=device) for b in self.blocks]
 
-    def setup_step(self) -> None:
+    def setup_step(self, rate: float | None = None) -> None:
+        rate = self.rate if rate is None else check_rate("SequenceModel", rate)
         for b in self.blocks:
-            b.layer.setup_step()
+            b.layer.setup_step() if rate == 1.0 else b.layer.setup_step(rate)
 
     def step(self, x_t: torch.Tensor, state):
         """One step: ``x_t`` (B, d_input) or (B,) tokens -> per-step output (B, d_output)."""

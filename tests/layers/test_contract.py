@@ -31,8 +31,14 @@ def make(name, bidirectional=False, seed=0):
     # larger dt than the default makes the recurrence decay within the test length, so a wrong
     # state transfer shows up instead of hiding under a tiny dA^L
     with torch.no_grad():
-        layer.core.log_dt.uniform_(-3, -0.5)
+        dt_param(layer.core).uniform_(-3, -0.5)
     return layer.eval()
+
+
+def dt_param(core):
+    """log dt: S5's ``log_dt``, or the S4-family's ``inv_dt`` (log dt under the default dt_transform="exp")."""
+    assert getattr(core, "dt_transform", "exp") == "exp"
+    return core.inv_dt if hasattr(core, "inv_dt") else core.log_dt
 
 
 def rel(a, b):
@@ -136,10 +142,25 @@ def test_bad_input_errors(name):
         layer.step(torch.randn(2, 5, H), layer.default_state(2))
 
 
-def test_l_max_is_enforced():
-    layer = ssm.S4D(H, 8, l_max=16)
-    with pytest.raises(ValueError, match="input length 17 exceeds this layer's l_max=16"):
-        layer(torch.randn(1, 17, H))
+@pytest.mark.parametrize("name", ["S4", "S4D", "S4PTD"])
+def test_l_max_never_limits_or_truncates(name):
+    """The one l_max rule of the convolutional layers: l_max is the kernel length prepared in
+    advance, never a limit; an input longer than l_max gets the exact kernel of its own length, so
+    forward still equals stepping (the s4 reference instead zero-truncates the kernel at l_max)."""
+    torch.manual_seed(0)
+    layer = getattr(ssm, name)(H, 8, l_max=16).eval()
+    with torch.no_grad():
+        dt_param(layer.core).uniform_(-3, -0.5)  # a memory of a few steps: taps beyond 16 matter
+        x = torch.randn(2, 40, H)
+        y, _ = layer(x)
+        layer.setup_step()
+        state, ys = layer.default_state(2), []
+        for t in range(40):
+            yt, state = layer.step(x[:, t], state)
+            ys.append(yt)
+        k = layer.core.kernel(40)
+    assert rel(y, torch.stack(ys, 1)) < 1e-4
+    assert k[..., 16:].abs().max() > 1e-3 * k.abs().max()  # the taps past l_max are there, not zero
 
 
 def test_choices_are_validated():
@@ -155,7 +176,7 @@ def test_step_follows_parameter_updates_after_setup(name):
     layer = make(name)
     layer.setup_step()
     with torch.no_grad():
-        layer.core.log_dt.add_(0.3)  # an optimizer step would do the same, in place
+        dt_param(layer.core).add_(0.3)  # an optimizer step would do the same, in place
         x = torch.randn(2, 9, H)
         y, _ = layer(x)
         state = layer.default_state(2)

@@ -131,8 +131,9 @@ def test_fast_step_equals_reference_step(layer, chunk, backend):
     model = make(layer, n_layers=2, unet=(layer == "S4-rank2"))
     with torch.no_grad():  # larger dt: states that decay within the test, so transfer errors show
         for m in model.modules():
-            if hasattr(m, "log_dt"):
-                m.log_dt.uniform_(-3, -0.5)
+            for name in ("inv_dt", "log_dt"):  # S4-family / S5 (log dt under dt_transform="exp")
+                if hasattr(m, name):
+                    getattr(m, name).uniform_(-3, -0.5)
     x = torch.randint(0, 256, (3, 83))  # not a multiple of the period or the chunk
     with torch.inference_mode():
         y_ref, state = step_all(model, x)
@@ -166,8 +167,9 @@ def test_compiled_step_ops_equal_the_pytorch_path(batch, layer, activation, fina
     model = SaShiMi(8, 2, layer=factory, unet=(layer == "S4D")).eval()
     with torch.no_grad():
         for m in model.modules():
-            if hasattr(m, "log_dt"):
-                m.log_dt.uniform_(-3, -0.5)
+            for name in ("inv_dt", "log_dt"):  # S4-family / S5 (log dt under dt_transform="exp")
+                if hasattr(m, name):
+                    getattr(m, name).uniform_(-3, -0.5)
     x = torch.randint(0, 256, (batch, 45))
     with torch.inference_mode():
         y_cpp, s_cpp = fast_all(model, x, chunk=3, dtype=torch.float64, backend="cpp")
