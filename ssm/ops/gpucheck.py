@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # Modules the steps import (in their subprocesses), checked by --dry-run.
-IMPORTS = ["torch", "ssm", "ssm.ops", "ssm.ops.build", "ssm.ops.emulate", "ssm.bench", "ssm.layers",
+IMPORTS = ["torch", "ssm", "ssm.ops", "ssm.ops.build", "ssm.ops.emulate", "ssm.cli.bench", "ssm.layers",
            "ssm.models.sashimi", "ssm.models.generation", "pytest"]
 # Not on the project's GPU machine: never needed by a step (pykeops only widens bench-kernels).
 ABSENT_ON_GPU_MACHINE = ("hydra", "omegaconf", "pykeops")
@@ -107,16 +107,16 @@ def plan(out: Path, *, has_gpu: bool, sanitizer: str | None, tests: Path | None)
              skip=no_gpu or ("" if test_dirs else "no tests/ directory next to the package (run from a source checkout)")
              or ("" if _has("pytest") else "pytest is not installed")),
         Step("bench-kernels", f"ssm-bench kernels rows={k['rows']} N={k['n']} L={k['length']} ({backends})",
-             [py, "-m", "ssm.bench", "kernels", "--rows", str(k["rows"]), "--n", str(k["n"]), "--length", str(k["length"]),
-              "--backends", backends, "--repeats", "7", "--json", str(out / "bench-kernels.json")], 70,
+             [py, "-m", "ssm.cli.bench", "kernels", f"rows={k['rows']}", f"n={k['n']}", f"length={k['length']}",
+              f"backends={backends}", "repeats=7", f"json={out / 'bench-kernels.json'}"], 70,
              json_out="bench-kernels.json", skip=no_gpu),
         Step("bench-layers", f"ssm-bench layers {ly['layers']} d_model={ly['d_model']} L={ly['length']} B={ly['batch']}",
-             [py, "-m", "ssm.bench", "layers", "--layers", ly["layers"], "--d-model", str(ly["d_model"]), "--length", str(ly["length"]),
-              "--batch", str(ly["batch"]), "--step-batches", "1,16", "--repeats", "5", "--json", str(out / "bench-layers.json")], 55,
+             [py, "-m", "ssm.cli.bench", "layers", f"layers={ly['layers']}", f"d_model={ly['d_model']}", f"length={ly['length']}",
+              f"batch={ly['batch']}", "step_batches=1,16", "repeats=5", f"json={out / 'bench-layers.json'}"], 55,
              json_out="bench-layers.json", skip=no_gpu),
         Step("bench-generate", "ssm-bench generate (reference, fast, fast+graph)",
-             [py, "-m", "ssm.bench", "generate", "--batches", "1,16", "--length", "256", "--repeats", "3",
-              "--json", str(out / "bench-generate.json")], 50, json_out="bench-generate.json", skip=no_gpu),
+             [py, "-m", "ssm.cli.bench", "generate", "batches=1,16", "length=256", "repeats=3",
+              f"json={out / 'bench-generate.json'}"], 50, json_out="bench-generate.json", skip=no_gpu),
     ]
     for tool in ("memcheck", "racecheck"):
         steps.append(Step(tool, f"kernels-check under compute-sanitizer --tool {tool}",

@@ -3,6 +3,7 @@
     ssm-predict checkpoint=RUN/checkpoints/best.ckpt data=NEW.ts output=predictions.csv
     ssm-predict checkpoint=... data=NEW.csv output=forecast.csv last_only=true
     options: batch_size=64 device=auto|cpu|cuda format=ts|npz|csv|wav last_only=false trust_checkpoint=false
+             (ssm-predict --help lists them)
 
 - **Classification** (a ``data=classify`` checkpoint): the file is read with the training run's
   reader options, label vocabulary and standardisation (stored in the checkpoint as
@@ -28,6 +29,7 @@ stdout is not a terminal).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,39 +37,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cli import args
+from ..cli.args import UsageError, boolean, choice, integer, option, path
+from ..data.classify import FORMATS
 from .loading import checkpoint_config, model_from_checkpoint, read_checkpoint
 from .progress import track
 from .tasks import run_model
 
-OPTIONS = {"checkpoint": None, "data": None, "output": None, "batch_size": "64", "device": "auto",
-           "last_only": "false", "format": None, "trust_checkpoint": "false"}
+
+@dataclasses.dataclass
+class Options:
+    """The settings of one ``ssm-predict`` run (``ssm.cli.args`` parses them: key=value)."""
+
+    checkpoint: str | None = option(None, path, "PATH of a checkpoint written by ssm-train", required=True)
+    data: str | None = option(None, path, "PATH of the data to predict (.ts, .npz, .csv, a WAV class folder)",
+                              required=True)
+    output: str | None = option(None, path, "FILE to write (.csv, or .npz for raw outputs)", required=True)
+    batch_size: int = option(64, integer(1), "examples per batch")
+    device: str = option("auto", args.device(auto=True), "auto (CUDA when available), cpu, cuda or cuda:N")
+    last_only: bool = option(False, boolean, "forecasting: only the last lag window of the file")
+    format: str | None = option(None, choice(*FORMATS), "the data's format (none: from the extension)")
+    trust_checkpoint: bool = option(False, boolean, "load a checkpoint you know without the safety checks")
 
 
-def parse_args(argv: Sequence[str]) -> dict:
-    """``key=value`` arguments -> options; unknown keys and bad values name the argument."""
-    options = dict(OPTIONS)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in OPTIONS:
-            raise ValueError(f"ssm-predict: unknown argument {arg!r}; expected key=value with key one of "
-                             f"{', '.join(OPTIONS)}")
-        options[key] = value
-    for key in ("checkpoint", "data", "output"):
-        if not options[key]:
-            raise ValueError(f"ssm-predict: {key}=... is required (ssm-predict checkpoint=PATH data=PATH output=FILE)")
-    try:
-        options["batch_size"] = int(options["batch_size"])
-        assert options["batch_size"] >= 1
-    except (ValueError, AssertionError):
-        raise ValueError(f"ssm-predict: batch_size must be a positive integer, got {options['batch_size']!r}") from None
-    for key in ("last_only", "trust_checkpoint"):
-        flag = str(options[key]).lower()
-        if flag not in ("true", "false"):
-            raise ValueError(f"ssm-predict: {key} must be true or false, got {options[key]!r}")
-        options[key] = flag == "true"
-    if options["device"] not in ("auto", "cpu", "cuda") and not str(options["device"]).startswith("cuda:"):
-        raise ValueError(f"ssm-predict: device must be auto, cpu or cuda[:N], got {options['device']!r}")
-    return options
+def parse_args(argv: Sequence[str]) -> Options:
+    """``key=value`` arguments -> ``Options``; raises ``UsageError`` (a ValueError) naming the argument."""
+    return args.parse(Options, argv, prog="ssm-predict")
 
 
 class Predictor:
@@ -231,13 +226,17 @@ def _raw_outputs(p: Predictor, data: Path, output: Path, *, batch_size: int) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in args):
-        print(__doc__)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if args.wants_help(argv):
+        print(args.usage(Options, synopsis="ssm-predict checkpoint=PATH data=PATH output=FILE [key=value ...]",
+                         summary=__doc__.split("\n\n", 2)[2]))
         return 0
     try:
-        options = parse_args(args)
+        options = dataclasses.asdict(parse_args(argv))
         predict(options.pop("checkpoint"), options.pop("data"), options.pop("output"), **options)
+    except UsageError as err:
+        print(f"ssm-predict: error: {err}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as err:  # CheckpointError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -452,11 +452,11 @@ def test_bench_generate_rows(tmp_path):
     the reference row, the setup time inside the end-to-end time, and the JSON written."""
     import json
 
-    from ssm.bench import main
+    from ssm.cli.bench import main
 
     out = tmp_path / "gen.json"
-    assert main(["generate", "--batches", "1,2", "--length", "9", "--repeats", "1", "--d-model", "8",
-                 "--n-layers", "1", "--pool", "2", "--d-state", "4", "--cpu", "--json", str(out)]) == 0
+    assert main(["generate", "batches=1,2", "length=9", "repeats=1", "d_model=8", "n_layers=1", "pool=2", "d_state=4",
+                 "cpu=true", f"json={out}"]) == 0
     rows = json.loads(out.read_text())["records"]
     paths = ["reference", "fast-torch", "fast"]
     assert [(r["batch"], r["path"]) for r in rows] == [(b, p) for b in (1, 2) for p in paths]

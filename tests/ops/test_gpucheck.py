@@ -11,8 +11,8 @@ def test_dry_run_prints_the_plan_and_imports_without_hydra_omegaconf_pykeops(cap
     out = capsys.readouterr().out
     for step in ("build", "kernels-check", "pytest-cuda", "bench-kernels", "bench-layers", "bench-generate", "memcheck", "racecheck"):
         assert f"[{step}]" in out, step
-    assert "ssm.bench kernels --rows 1024 --n 32 --length 16384" in out
-    assert "ssm.bench layers --layers S4,S4D,S5 --d-model 256 --length 16384 --batch 16" in out
+    assert "ssm.cli.bench kernels rows=1024 n=32 length=16384" in out
+    assert "ssm.cli.bench layers layers=S4,S4D,S5 d_model=256 length=16384 batch=16" in out
     assert "compute-sanitizer --tool memcheck" in out and "compute-sanitizer --tool racecheck" in out
     assert "-m pytest -q -m cuda" in out
     for module in gpucheck.IMPORTS:

@@ -21,7 +21,7 @@ from ssm.data.audio import (
     wav_info,
     write_wav,
 )
-from ssm.generate import UsageError, generate, main, parse_args, rank_samples
+from ssm.cli.generate import UsageError, generate, main, parse_args, rank_samples
 from ssm.train.cli import config_dir, train
 
 TINY = ["experiment=audio/sashimi-tones", "model.d_model=8", "model.n_layers=1", "model.layer.d_state=8",
@@ -51,8 +51,8 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def generate_log():
-    """The records of ``ssm.generate`` at INFO and above (``helpers.capture_log``)."""
-    with capture_log("ssm.generate") as records:
+    """The records of ``ssm.cli.generate`` at INFO and above (``helpers.capture_log``)."""
+    with capture_log("ssm.cli.generate") as records:
         yield records
 
 

@@ -108,11 +108,11 @@ def test_predict_refuses_data_with_other_channels(classify_run, tmp_path, capsys
 
 
 def test_parse_args_names_bad_arguments():
-    with pytest.raises(ValueError, match="checkpoint=... is required"):
+    with pytest.raises(ValueError, match="missing required argument `checkpoint`"):
         parse_args(["data=x", "output=y"])
-    with pytest.raises(ValueError, match="unknown argument 'ckpt=x'"):
+    with pytest.raises(ValueError, match="unknown argument `ckpt`"):
         parse_args(["ckpt=x"])
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
         parse_args(["checkpoint=a", "data=b", "output=c", "batch_size=0"])
 
 

@@ -25,202 +25,92 @@ the prompt itself. Sequences are fed to the model behind the dataset's start tok
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 import math
 import os
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from . import args
+from .args import UsageError, boolean, choice, integer, number, option, path
+
 log = logging.getLogger(__name__)
-
-
-class UsageError(ValueError):
-    """Bad command-line input; the message names the argument and what was expected."""
 
 
 # ---- arguments ---------------------------------------------------------------------------------------
 
 
-def _bool(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise UsageError(f"`{name}` must be true or false, got {text!r}")
-
-
-def _int(low: int) -> Callable[[str, str], int]:
-    def parse(name: str, text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise UsageError(f"`{name}` must be an integer >= {low}, got {text!r}") from None
-        if value < low:
-            raise UsageError(f"`{name}` must be an integer >= {low}, got {value}")
-        return value
-    return parse
-
-
-def _float(check: Callable[[float], bool], expected: str) -> Callable[[str, str], float]:
-    def parse(name: str, text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise UsageError(f"`{name}` must be {expected}, got {text!r}") from None
-        if not (math.isfinite(value) and check(value)):
-            raise UsageError(f"`{name}` must be {expected}, got {value}")
-        return value
-    return parse
-
-
-def _duration(name: str, text: str) -> float:
+def _duration(key: str, text: str) -> float:
     """``16000`` (samples, int) or ``1.5s`` (seconds, float; converted once the rate is known)."""
     t = text.strip().lower()
     try:
         value: float = float(t[:-1]) if t.endswith("s") else int(t)
     except ValueError:
-        raise UsageError(f"`{name}` must be a number of samples (e.g. 16000) or seconds (e.g. 1.5s), got {text!r}") from None
+        raise UsageError(f"`{key}` must be a number of samples (e.g. 16000) or seconds (e.g. 1.5s), got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
-        raise UsageError(f"`{name}` must be positive, got {text!r}")
+        raise UsageError(f"`{key}` must be positive, got {text!r}")
     return value
 
 
-def _device(name: str, text: str) -> str:
-    t = text.strip().lower()
-    if t == "cpu" or t == "cuda" or (t.startswith("cuda:") and t[5:].isdigit()):
-        return t
-    raise UsageError(f"`{name}` must be cpu, cuda or cuda:N, got {text!r}")
-
-
-def _choice(*values: str) -> Callable[[str, str], str]:
-    def parse(name: str, text: str) -> str:
-        if text not in values:
-            raise UsageError(f"`{name}` must be {', '.join(values[:-1])} or {values[-1]}, got {text!r}")
-        return text
-    return parse
-
-
-def _path(name: str, text: str) -> str:
-    if not text:
-        raise UsageError(f"`{name}` must be a path, got an empty value")
-    return text
+_FRACTION = number(lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
 @dataclasses.dataclass
 class Options:
     """The settings of one ``ssm-generate`` run (field order = ``--help`` order)."""
 
-    checkpoint: str | None = None
-    n_samples: int = 4
-    length: float | None = None  # samples (an int) or seconds (a float); None = the training length
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    prompt: str | None = None
-    prompt_length: float | None = None  # samples (int) or seconds (float) of the prompt to use; None = all
-    device: str = "cpu"
-    threads: int = 1
-    fast: bool = True
-    cuda_graph: bool = False
-    compile: bool = False
-    backend: str = "auto"
-    output_dir: str = "generated"
-    drop_worst: float = 0.0
-    drop_best: float = 0.0
-    spectrogram: bool = False
-    progress: bool = True
-    rate: int | None = None
-    quantization: str | None = None
-    trust_checkpoint: bool = False
+    checkpoint: str | None = option(None, path, "PATH of a checkpoint written by ssm-train", required=True)
+    n_samples: int = option(4, integer(1), "waveforms to generate, in one batch")
+    length: float | None = option(None, _duration, "samples per output file, prompt included: 16000 or 1.5s "
+                                  "(none: the training length)")
+    temperature: float = option(1.0, number(lambda v: v >= 0, "a number >= 0 (0 = greedy)"),
+                                "softmax temperature of the draws")
+    top_p: float = option(1.0, number(lambda v: 0 < v <= 1, "a number in (0, 1]"), "nucleus sampling mass (1 = off)")
+    seed: int = option(0, integer(0), "seed of the sampling generator")
+    prompt: str | None = option(None, path, "WAV file to continue (downmixed and resampled to the model's rate)")
+    prompt_length: float | None = option(None, _duration, "use only the first N samples (or 0.5s) of the prompt")
+    device: str = option("cpu", args.device(), "cpu, cuda or cuda:N")
+    threads: int = option(1, integer(1), "CPU threads for torch during sampling (one step is many tiny ops: "
+                          "1 is fastest here)")
+    fast: bool = option(True, boolean, "step with FastStepper (SaShiMi) instead of the reference model.step loop")
+    cuda_graph: bool = option(False, boolean, "replay the fast step as CUDA graphs (device=cuda only)")
+    compile: bool = option(False, boolean, "torch.compile the fast step (slow to build)")
+    backend: str = option("auto", choice("auto", "cpp", "torch"),
+                          "fast step's kernels: auto, cpp (the compiled CPU ops) or torch (PyTorch ops)")
+    output_dir: str = option("generated", path, "where sample_000.wav ... and samples.json go")
+    drop_worst: float = option(0.0, _FRACTION, "fraction of least likely samples to drop (SaShiMi README: 0.4)")
+    drop_best: float = option(0.0, _FRACTION, "fraction of most likely samples to drop (SaShiMi README: 0.05)")
+    spectrogram: bool = option(False, boolean, "also write sample_000.png, an STFT magnitude plot per sample")
+    progress: bool = option(True, boolean, "show a progress bar")
+    rate: int | None = option(None, integer(1), "sample rate in Hz, only for checkpoints whose data config has none")
+    quantization: str | None = option(None, choice("mu-law", "linear"),
+                                      "mu-law or linear, only for checkpoints whose data config has none")
+    trust_checkpoint: bool = option(False, boolean, "load a checkpoint you know without the safety checks "
+                                    "(pickled objects, config targets)")
+
+    def __post_init__(self):
+        if self.drop_worst + self.drop_best >= 1:
+            raise UsageError(f"`drop_worst` + `drop_best` must be < 1 (something must be kept), got "
+                             f"{self.drop_worst} + {self.drop_best}")
+        if self.cuda_graph and not self.device.startswith("cuda"):
+            raise UsageError(f"`cuda_graph`=true needs device=cuda, got device={self.device}")
+        if self.cuda_graph and not self.fast:
+            raise UsageError("`cuda_graph`=true needs fast=true (graphs capture the fast step)")
 
 
-_FRACTION = _float(lambda v: 0 <= v < 1, "a fraction in [0, 1)")
-_PARSERS: dict[str, tuple[Callable[[str, str], Any], str]] = {
-    "checkpoint": (_path, "PATH of a checkpoint written by ssm-train (required)"),
-    "n_samples": (_int(1), "waveforms to generate, in one batch"),
-    "length": (_duration, "samples per output file, prompt included: 16000 or 1.5s (default: the training length)"),
-    "temperature": (_float(lambda v: v >= 0, "a number >= 0 (0 = greedy)"), "softmax temperature of the draws"),
-    "top_p": (_float(lambda v: 0 < v <= 1, "a number in (0, 1]"), "nucleus sampling mass (1 = off)"),
-    "seed": (_int(0), "seed of the sampling generator"),
-    "prompt": (_path, "WAV file to continue (downmixed and resampled to the model's rate)"),
-    "prompt_length": (_duration, "use only the first N samples (or 0.5s) of the prompt"),
-    "device": (_device, "cpu, cuda or cuda:N"),
-    "threads": (_int(1), "CPU threads for torch during sampling (one step is many tiny ops: 1 is fastest here)"),
-    "fast": (_bool, "step with FastStepper (SaShiMi) instead of the reference model.step loop"),
-    "cuda_graph": (_bool, "replay the fast step as CUDA graphs (device=cuda only)"),
-    "compile": (_bool, "torch.compile the fast step (slow to build)"),
-    "backend": (_choice("auto", "cpp", "torch"), "fast step's kernels: auto, cpp (the compiled CPU ops) or torch (PyTorch ops)"),
-    "output_dir": (_path, "where sample_000.wav ... and samples.json go"),
-    "drop_worst": (_FRACTION, "fraction of least likely samples to drop (SaShiMi README: 0.4)"),
-    "drop_best": (_FRACTION, "fraction of most likely samples to drop (SaShiMi README: 0.05)"),
-    "spectrogram": (_bool, "also write sample_000.png, an STFT magnitude plot per sample"),
-    "progress": (_bool, "show a progress bar"),
-    "rate": (_int(1), "sample rate in Hz, only for checkpoints whose data config has none"),
-    "quantization": (_choice("mu-law", "linear"), "mu-law or linear, only for checkpoints whose data config has none"),
-    "trust_checkpoint": (_bool, "load a checkpoint you know without the safety checks (pickled objects, config targets)"),
-}
-
-
-def usage() -> str:
-    defaults = Options()
-    lines = ["usage: ssm-generate checkpoint=PATH [key=value ...]", "", __doc__.strip().split("\n\n", 2)[1].strip(),
-             "", "arguments (key=value; --key=value also works):"]
-    for f in dataclasses.fields(Options):
-        default = getattr(defaults, f.name)
-        shown = "required" if f.name == "checkpoint" else f"default {default if default is not None else 'none'}"
-        lines.append(f"  {f.name:<14} {_PARSERS[f.name][1]} [{shown}]")
-    return "\n".join(lines)
+SYNOPSIS = "ssm-generate checkpoint=PATH [key=value ...]"
+SUMMARY = __doc__.split("\n\n")[2]  # the module docstring's paragraph after the synopsis
 
 
 def parse_args(argv: Sequence[str]) -> Options:
-    """``key=value`` (or ``--key=value``, ``--key value``) arguments -> ``Options``. Raises ``UsageError``
-    naming the argument on anything it cannot use."""
-    options, seen = Options(), set()
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        stripped = arg.removeprefix("--")
-        if "=" in stripped:
-            key, value = stripped.split("=", 1)
-        elif arg.startswith("--") and i < len(args):
-            key, value = stripped, args[i]
-            i += 1
-        else:
-            raise UsageError(f"argument {arg!r} is not of the form key=value (see ssm-generate --help)")
-        key = key.strip().replace("-", "_")
-        if key not in _PARSERS:
-            close = difflib.get_close_matches(key, list(_PARSERS), n=1)
-            hint = f"; did you mean `{close[0]}`?" if close else f"; known: {', '.join(_PARSERS)}"
-            raise UsageError(f"unknown argument `{key}`{hint}")
-        if key in seen:
-            raise UsageError(f"argument `{key}` given twice")
-        seen.add(key)
-        if value.strip().lower() in ("none", "null") and key in ("length", "prompt", "prompt_length", "rate",
-                                                                 "quantization"):
-            setattr(options, key, None)
-            continue
-        setattr(options, key, _PARSERS[key][0](key, value))
-    if options.checkpoint is None:
-        raise UsageError("missing required argument `checkpoint` (checkpoint=PATH of an ssm-train checkpoint)")
-    if options.drop_worst + options.drop_best >= 1:
-        raise UsageError(f"`drop_worst` + `drop_best` must be < 1 (something must be kept), got "
-                         f"{options.drop_worst} + {options.drop_best}")
-    if options.cuda_graph and not options.device.startswith("cuda"):
-        raise UsageError(f"`cuda_graph`=true needs device=cuda, got device={options.device}")
-    if options.cuda_graph and not options.fast:
-        raise UsageError("`cuda_graph`=true needs fast=true (graphs capture the fast step)")
-    return options
+    """``key=value`` (or ``--key=value``) arguments -> ``Options``. Raises ``UsageError`` naming the
+    argument on anything it cannot use."""
+    return args.parse(Options, argv, prog="ssm-generate")
 
 
 # ---- the checkpoint ------------------------------------------------------------------------------------
@@ -241,7 +131,8 @@ class AudioFormat:
         return 2 ** (self.bits - 1)  # the code of 0.0 for both quantisations (ssm.data.audio.silence_code)
 
 
-def _read_config(path: Path, *, trust: bool = False) -> dict:
+def read(path: Path, *, trust: bool = False) -> tuple[dict, dict]:
+    """(checkpoint dict, its resolved config), the file read once through the safe reader."""
     from ssm.train.loading import CheckpointError, read_checkpoint
 
     if not path.is_file():
@@ -250,11 +141,11 @@ def _read_config(path: Path, *, trust: bool = False) -> dict:
         ckpt = read_checkpoint(path, trust=trust, mmap=True, what="checkpoint")
     except CheckpointError as err:  # damaged, or refused as unsafe; the message names the file
         raise UsageError(str(err)) from None
-    config = ckpt.get("hyper_parameters", {}).get("config") if isinstance(ckpt, dict) else None
+    config = (ckpt.get("hyper_parameters") or {}).get("config")
     if not config or "model" not in config:
         raise UsageError(f"`checkpoint`: {path} holds no model config under hyper_parameters['config'] "
                          f"(was it written by ssm-train?)")
-    return config
+    return ckpt, config
 
 
 def audio_format(config: dict, *, rate: int | None = None, quantization: str | None = None) -> AudioFormat:
@@ -281,22 +172,19 @@ def audio_format(config: dict, *, rate: int | None = None, quantization: str | N
                        bits=int(bits), normalize=dataset.get("normalize", "none"), length=dataset.get("length"))
 
 
-def check_model(model: nn.Module, path: Path) -> None:
-    """Refuse models that cannot generate autoregressively, saying why."""
+def _why_not(model: nn.Module, path: Path, err: Exception) -> UsageError:
+    """``sample``'s refusal of ``model``, said in terms of the checkpoint and how to train one that works."""
     name = type(model).__name__
     if not getattr(model, "causal", False):
-        raise UsageError(
-            f"`checkpoint` {path}: the {name} in it is not causal (causal={getattr(model, 'causal', 'missing')}: "
-            f"bidirectional layers{', no UpPool shift' if name == 'SaShiMi' else ''}), so its output at time t "
-            f"depends on later samples and it cannot generate audio one sample at a time; train it with "
-            f"model.causal=true")
-    missing = [m for m in ("setup_step", "default_state", "step") if not callable(getattr(model, m, None))]
-    if missing:
-        raise UsageError(f"`checkpoint` {path}: the {name} in it has no {', '.join(missing)} (no recurrent "
-                         f"step), so it cannot generate autoregressively")
-    if not isinstance(getattr(model, "encoder", None), nn.Embedding):
-        raise UsageError(f"`checkpoint` {path}: the {name} in it takes real-valued inputs, not audio tokens "
-                         f"(no embedding encoder); autoregressive sampling needs a token model (vocab_size=...)")
+        reason = (f"is not causal (causal={getattr(model, 'causal', 'missing')}: bidirectional layers"
+                  f"{', no UpPool shift' if name == 'SaShiMi' else ''}), so its output at time t depends on later "
+                  f"samples and it cannot generate audio one sample at a time; train it with model.causal=true")
+    elif not isinstance(getattr(model, "encoder", None), nn.Embedding):
+        reason = ("takes real-valued inputs, not audio tokens (no embedding encoder); autoregressive sampling "
+                  "needs a token model (vocab_size=...)")
+    else:
+        reason = "cannot generate autoregressively"
+    return UsageError(f"`checkpoint` {path}: the {name} in it {reason} ({err})")
 
 
 # ---- prompt --------------------------------------------------------------------------------------------
@@ -387,34 +275,41 @@ def write_spectrogram(path: Path, wave: torch.Tensor, rate: int, title: str) -> 
 
 
 class _Bar:
-    """A rich progress bar fed by ``sample``'s ``progress(t, length)`` callback (updated every 1/200th)."""
+    """A rich progress bar fed by ``sample``'s ``progress(t, length)`` callback (updated every 1/200th).
+    It appears at the first position sampled, so a model ``sample`` refuses leaves no empty bar."""
 
     def __init__(self, enabled: bool, first: int, total: int, description: str):
         self.first, self.total, self.every = first, total, max(1, (total - first) // 200)
+        self.enabled, self.description = enabled, description
         self.progress = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), transient=False)
-            self.task = self.progress.add_task(description, total=total - first)
+        self.started = False  # set at the first sampled position: from then on errors are not sample's refusals
 
     def __enter__(self):
-        if self.progress is not None:
-            self.progress.start()
         return self
 
     def __exit__(self, *exc):
         if self.progress is not None:
             self.progress.stop()
 
+    def _start(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), transient=False)
+        self.task = self.progress.add_task(self.description, total=self.total - self.first)
+        self.progress.start()
+
     def __call__(self, t: int, total: int) -> None:
+        if not self.started:
+            self.started = True
+            if self.enabled:
+                self._start()
         if self.progress is not None and ((t - self.first) % self.every == 0 or t == total):
             self.progress.update(self.task, completed=t - self.first)
 
@@ -424,13 +319,13 @@ class _Bar:
 
 def generate(options: Options) -> dict:
     """Run ``ssm-generate`` with parsed ``options``; returns what ``samples.json`` holds."""
-    import ssm
     from ssm.data.audio import dequantize, write_wav
     from ssm.models.generation import sample
     from ssm.models.sashimi import SaShiMi
+    from ssm.train.loading import model_from_checkpoint
 
     path = Path(options.checkpoint)
-    config = _read_config(path, trust=options.trust_checkpoint)
+    ckpt, config = read(path, trust=options.trust_checkpoint)
     fmt = audio_format(config, rate=options.rate, quantization=options.quantization)
     device = torch.device(options.device)
     if device.type == "cuda":
@@ -439,12 +334,12 @@ def generate(options: Options) -> dict:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"`device`={options.device}: only {torch.cuda.device_count()} CUDA device(s)")
 
-    model = ssm.load(path, trust=options.trust_checkpoint)
-    check_model(model, path)
-    vocab = model.encoder.num_embeddings
-    if vocab != 2**fmt.bits:
-        raise UsageError(f"`checkpoint` {path}: the model's vocabulary ({vocab}) is not 2^bits = {2**fmt.bits} "
-                         f"audio codes")
+    model = model_from_checkpoint(ckpt, path)
+    del ckpt  # the weights are in the model now (and the file's mapping is released)
+    encoder = getattr(model, "encoder", None)  # a model without a token encoder is refused by sample below
+    if isinstance(encoder, nn.Embedding) and encoder.num_embeddings != 2**fmt.bits:
+        raise UsageError(f"`checkpoint` {path}: the model's vocabulary ({encoder.num_embeddings}) is not "
+                         f"2^bits = {2**fmt.bits} audio codes")
     fast = options.fast
     if fast and not isinstance(model, SaShiMi):
         log.warning("fast=true steps SaShiMi models only; stepping this %s with its own step() (fast=false)",
@@ -483,9 +378,14 @@ def generate(options: Options) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
-            tokens, ll = sample(model, n, length + 1, temperature=options.temperature, top_p=options.top_p,
-                                prompt=context, generator=generator, fast=fast, compile=options.compile,
-                                cuda_graph=options.cuda_graph, backend=options.backend, progress=bar)
+            try:
+                tokens, ll = sample(model, n, length + 1, temperature=options.temperature, top_p=options.top_p,
+                                    prompt=context, generator=generator, fast=fast, compile=options.compile,
+                                    cuda_graph=options.cuda_graph, backend=options.backend, progress=bar)
+            except (ValueError, TypeError) as err:
+                if bar.started:  # not a refusal of the model: a failure while sampling
+                    raise
+                raise _why_not(model, path, err) from err
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             elapsed = time.perf_counter() - start
@@ -538,18 +438,9 @@ def generate(options: Options) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The console entry: 0 on success, 2 (with ``ssm-generate: error: ...`` on stderr) on bad input."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in args):
-        print(usage())
-        return 0
     if log.level == logging.NOTSET:  # conversions of the prompt are worth seeing by default
         log.setLevel(logging.INFO)
-    try:
-        generate(parse_args(args))
-    except UsageError as err:
-        print(f"ssm-generate: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return args.run(generate, Options, argv, prog="ssm-generate", synopsis=SYNOPSIS, summary=SUMMARY)
 
 
 if __name__ == "__main__":

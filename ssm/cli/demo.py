@@ -4,17 +4,22 @@ Fits a diagonal state-space convolution kernel (S4D parameterisation, ZOH, arXiv
 to the impulse response of a damped two-tone filter: the kernel comes from
 ``ssm.ops.vandermonde``, the filtering from ``ssm.ops.fftconv``, and Adam does the rest.
 Prints which backends served, the loss going down, and the final relative error.
+
+    ssm-demo [length=2048] [d_state=64] [steps=300] [seed=0]
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
 import time
+from collections.abc import Sequence
 
 import torch
 
-from . import ops
+from .. import ops
+from . import args
+from .args import integer, option
 
 
 def target_filter(length: int) -> torch.Tensor:
@@ -22,20 +27,23 @@ def target_filter(length: int) -> torch.Tensor:
     return torch.exp(-t / 300) * (torch.sin(2 * math.pi * t / 50) + 0.5 * torch.cos(2 * math.pi * t / 170)) / 10
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ssm-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--length", type=int, default=2048, help="sequence length L")
-    parser.add_argument("--d-state", type=int, default=64, help="state size N (N/2 conjugate pairs)")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    torch.manual_seed(args.seed)
+@dataclasses.dataclass
+class Options:
+    length: int = option(2048, integer(1), "sequence length L")
+    d_state: int = option(64, integer(2), "state size N (N/2 conjugate pairs)")
+    steps: int = option(300, integer(0), "Adam steps")
+    seed: int = option(0, integer(0), "seed of the noise and the initialisation")
+
+
+def demo(options: Options) -> float:
+    """Fit the kernel; returns its final relative error."""
+    torch.manual_seed(options.seed)
 
     print("backends:")
     for name, status in ops.backends().items():
         print(f"  {name:6s} {status}")
 
-    L, pairs = args.length, args.d_state // 2
+    L, pairs = options.length, options.d_state // 2
     k_true = target_filter(L)
     u = torch.randn(8, 1, L)  # (B, H, L) white noise
     y = ops.fftconv(u, k_true[None])  # (B, H, L) filtered noise
@@ -53,18 +61,23 @@ def main(argv: list[str] | None = None) -> int:
         return ops.vandermonde(c * (torch.exp(dtA) - 1) / A, dtA, L)  # (L,)
 
     start = time.perf_counter()
-    for step in range(args.steps + 1):
+    for step in range(options.steps + 1):
         loss = torch.mean((ops.fftconv(u, kernel()[None]) - y) ** 2) / torch.mean(y**2)
-        if step % max(1, args.steps // 6) == 0:
+        if step % max(1, options.steps // 6) == 0:
             print(f"step {step:4d}  relative MSE {loss.item():.4f}")
-        if step < args.steps:
+        if step < options.steps:
             opt.zero_grad()
             loss.backward()
             opt.step()
     err = (kernel().detach() - k_true).norm() / k_true.norm()
-    print(f"fitted a {args.d_state}-state diagonal SSM to a length-{L} filter in "
+    print(f"fitted a {options.d_state}-state diagonal SSM to a length-{L} filter in "
           f"{time.perf_counter() - start:.1f} s: kernel relative error {err:.3f}")
-    return 0
+    return float(err)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return args.run(demo, Options, argv, prog="ssm-demo", synopsis="ssm-demo [key=value ...]",
+                    summary=__doc__.split("\n\n")[1])
 
 
 if __name__ == "__main__":
