@@ -1,4 +1,5 @@
-"""``ssm-predict``: run a trained ``ssm-train`` checkpoint on new data and write the predictions.
+"""Predictions from a trained ``ssm-train`` checkpoint on new data (``ssm-predict``, whose
+command line is ``ssm.cli.predict``): ``predict(checkpoint, data, output, ...)``.
 
     ssm-predict checkpoint=RUN/checkpoints/best.ckpt data=NEW.ts output=predictions.csv
     ssm-predict checkpoint=... data=NEW.csv output=forecast.csv last_only=true
@@ -29,40 +30,14 @@ stdout is not a terminal).
 from __future__ import annotations
 
 import csv
-import dataclasses
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..cli import args
-from ..cli.args import UsageError, boolean, choice, integer, option, path
-from ..data.classify import FORMATS
 from .loading import checkpoint_config, model_from_checkpoint, read_checkpoint
 from .progress import track
 from .tasks import run_model
-
-
-@dataclasses.dataclass
-class Options:
-    """The settings of one ``ssm-predict`` run (``ssm.cli.args`` parses them: key=value)."""
-
-    checkpoint: str | None = option(None, path, "PATH of a checkpoint written by ssm-train", required=True)
-    data: str | None = option(None, path, "PATH of the data to predict (.ts, .npz, .csv, a WAV class folder)",
-                              required=True)
-    output: str | None = option(None, path, "FILE to write (.csv, or .npz for raw outputs)", required=True)
-    batch_size: int = option(64, integer(1), "examples per batch")
-    device: str = option("auto", args.device(auto=True), "auto (CUDA when available), cpu, cuda or cuda:N")
-    last_only: bool = option(False, boolean, "forecasting: only the last lag window of the file")
-    format: str | None = option(None, choice(*FORMATS), "the data's format (none: from the extension)")
-    trust_checkpoint: bool = option(False, boolean, "load a checkpoint you know without the safety checks")
-
-
-def parse_args(argv: Sequence[str]) -> Options:
-    """``key=value`` arguments -> ``Options``; raises ``UsageError`` (a ValueError) naming the argument."""
-    return args.parse(Options, argv, prog="ssm-predict")
 
 
 class Predictor:
@@ -223,25 +198,3 @@ def _raw_outputs(p: Predictor, data: Path, output: Path, *, batch_size: int) -> 
     else:
         raise ValueError(f"ssm-predict: per-step outputs {tuple(out.shape)} need output=FILE.npz")
     return len(out)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if args.wants_help(argv):
-        print(args.usage(Options, synopsis="ssm-predict checkpoint=PATH data=PATH output=FILE [key=value ...]",
-                         summary=__doc__.split("\n\n", 2)[2]))
-        return 0
-    try:
-        options = dataclasses.asdict(parse_args(argv))
-        predict(options.pop("checkpoint"), options.pop("data"), options.pop("output"), **options)
-    except UsageError as err:
-        print(f"ssm-predict: error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as err:  # CheckpointError is a ValueError
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

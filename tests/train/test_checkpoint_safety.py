@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 import ssm
 from ssm.cli.generate import main as generate_main
-from ssm.train.predict import main as predict_main
+from ssm.cli.predict import main as predict_main
 from ssm.train.cli import build, config_dir, train
 from ssm.train.loading import CheckpointError, UntrustedCheckpointError, read_checkpoint
 from ssm.train.pretraining import load_pretrained

@@ -94,7 +94,7 @@ def test_every_app_uses_it(capsys):
     """ssm-bench (per benchmark), ssm-demo, ssm-generate and ssm-predict: the same errors and --help."""
     from ssm.cli import bench, demo
     from ssm.cli import generate as generate_app
-    from ssm.train import predict
+    from ssm.cli import predict
 
     for main, argv, prog in ((bench.main, ["layers", "d_modle=8"], "ssm-bench layers"),
                              (demo.main, ["d_modle=8"], "ssm-demo"),

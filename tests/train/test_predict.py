@@ -14,8 +14,8 @@ import torch
 
 import ssm
 from ssm.data.classify import ClassificationFiles, read_labelled
-from ssm.train.predict import main as predict_main
-from ssm.train.predict import parse_args
+from ssm.cli.predict import main as predict_main
+from ssm.cli.predict import parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["model.d_model=16", "model.n_layers=1", "model.layer.d_state=8", "trainer.max_epochs=2"]
