@@ -503,12 +503,15 @@ class EMA(_EMABase or L.Callback):
     def __init__(self, decay: float = 0.999, update_every_n_steps: int = 1, update_starting_at_step: int | None = None,
                  use_buffers: bool = True):
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
-            raise ValueError(f"callbacks.ema.decay: must be a number strictly between 0 and 1 (e.g. 0.999), got {decay!r}")
-        if isinstance(update_every_n_steps, bool) or not isinstance(update_every_n_steps, int) or update_every_n_steps < 1:
+            raise ValueError(f"callbacks.ema.decay: must be a number strictly between 0 and 1 (e.g. 0.999), "
+                             f"got {decay!r}")
+
+        def integer(value, low: int) -> bool:
+            return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+        if not integer(update_every_n_steps, 1):
             raise ValueError(f"callbacks.ema.update_every_n_steps: must be a positive integer, got {update_every_n_steps!r}")
-        if update_starting_at_step is not None and (isinstance(update_starting_at_step, bool)
-                                                    or not isinstance(update_starting_at_step, int)
-                                                    or update_starting_at_step < 0):
+        if update_starting_at_step is not None and not integer(update_starting_at_step, 0):
             raise ValueError("callbacks.ema.update_starting_at_step: must be null or an integer >= 0, "
                              f"got {update_starting_at_step!r}")
         if _EMABase is None:

@@ -166,7 +166,8 @@ class SequenceLightningModule(L.LightningModule):
         the default state on rows that start a sequence."""
         batch = x.shape[0]
         if first.shape != (batch,):
-            raise ValueError(f"state.mode=tbptt: a batch's `first` flags must be (B,) = ({batch},), got {tuple(first.shape)}")
+            raise ValueError(f"state.mode=tbptt: a batch's `first` flags must be (B,) = ({batch},), "
+                             f"got {tuple(first.shape)}")
         if bool(first.all()):  # every row starts a sequence (the batch may have changed size)
             if stage == "train":
                 self._resumed_state = None
@@ -196,6 +197,12 @@ class SequenceLightningModule(L.LightningModule):
         output, next_state = run_model(self.task, self.model, x, state=state)
         self._carried[stage] = detach_state(next_state)  # truncation: no gradient into earlier chunks
         return x, y, output
+
+    def setup(self, stage: str) -> None:
+        if self.state_passing.enabled and self.trainer.world_size > 1:
+            # each rank would need its own rows of every group of sequences (ChunkBatches is not sharded)
+            raise ValueError(f"state.mode=tbptt runs in a single process; this run has {self.trainer.world_size} "
+                             "processes (set trainer.devices=1 trainer.num_nodes=1)")
 
     def on_validation_epoch_start(self) -> None:
         self._carried.pop("val", None)

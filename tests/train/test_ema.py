@@ -33,8 +33,8 @@ class Tokens(Dataset):
 
 def make_module(seed=0):
     torch.manual_seed(seed)
-    model = ssm.SequenceModel(None, VOCAB, d_model=8, n_layers=1, layer=partial(ssm.S4D, d_state=8, bidirectional=False),
-                              vocab_size=VOCAB, pool="none")
+    layer = partial(ssm.S4D, d_state=8, bidirectional=False)
+    model = ssm.SequenceModel(None, VOCAB, d_model=8, n_layers=1, layer=layer, vocab_size=VOCAB, pool="none")
     return SequenceLightningModule(model, LanguageModel(vocab=VOCAB), partial(torch.optim.AdamW, lr=5e-2))
 
 
