@@ -1,6 +1,6 @@
 """Trainer plumbing: atomic checkpoint writes and safe reads, preemption saves, a CSV log that
-survives resumes, and the end-of-run summary with a learning curve (test-time reports and
-forecast plots: ``ssm.train.metrics``)."""
+survives resumes, the end-of-run summary with a learning curve (test-time reports and
+forecast plots: ``ssm.train.metrics``), and an exponential moving average of the weights."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 
 import lightning as L
+import lightning.pytorch.callbacks as _lightning_callbacks
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
@@ -472,3 +474,69 @@ def truncate_csv(path: Path, rows: int, *, keep=None) -> int:
             csv.writer(f).writerows(table[: rows + 1] + kept)
         os.replace(tmp, path)
     return dropped
+
+
+# -- an exponential moving average of the weights ------------------------------------------------------
+
+_EMABase = getattr(_lightning_callbacks, "EMAWeightAveraging", None)  # Lightning >= 2.6
+
+
+class EMA(_EMABase or L.Callback):
+    """An exponential moving average of the weights (``callbacks=ema``, ``callbacks.ema.decay``):
+    after optimizer step t (one in ``update_every_n_steps``, from ``update_starting_at_step`` on)
+    ``ema = decay * ema + (1 - decay) * weights``, starting from the weights after the first
+    update. Validation runs on the average (swapped in and out around every validation epoch),
+    and so do the test after fitting and ``ssm.load``: a checkpoint's ``state_dict`` holds the
+    average, its ``current_model_state`` the trained weights, which a resumed run continues from.
+
+    Lightning's ``EMAWeightAveraging`` (which averages buffers too) with three changes: the decay
+    is checked; a checkpoint loaded to test or validate (not to fit) keeps the average it holds
+    as the weights, where Lightning's would load the trained weights when the callback already
+    averaged in this process (``ssm-train`` tests the best checkpoint right after fitting); and
+    a checkpoint written after fit ends (``last.ckpt``) keeps the trained weights as
+    ``current_model_state``, where Lightning has already copied the average over them, so a
+    finished run trained further continues from its trained weights, not from the average.
+    (The state-spaces/s4 trainer's ``train.ema`` is the same average kept in the optimizer state:
+    src/utils/optim/ema.py at commit e757cef57d89e448c413de7325ed5601aceaac13.)
+    """
+
+    def __init__(self, decay: float = 0.999, update_every_n_steps: int = 1, update_starting_at_step: int | None = None,
+                 use_buffers: bool = True):
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
+            raise ValueError(f"callbacks.ema.decay: must be a number strictly between 0 and 1 (e.g. 0.999), "
+                             f"got {decay!r}")
+
+        def integer(value, low: int) -> bool:
+            return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+        if not integer(update_every_n_steps, 1):
+            raise ValueError(f"callbacks.ema.update_every_n_steps: must be a positive integer, got {update_every_n_steps!r}")
+        if update_starting_at_step is not None and not integer(update_starting_at_step, 0):
+            raise ValueError("callbacks.ema.update_starting_at_step: must be null or an integer >= 0, "
+                             f"got {update_starting_at_step!r}")
+        if _EMABase is None:
+            raise ImportError("callbacks.ema needs Lightning's EMAWeightAveraging (lightning>=2.6); "
+                              "pip install -U lightning")
+        super().__init__(decay=float(decay), update_every_n_steps=update_every_n_steps,
+                         update_starting_at_step=update_starting_at_step, use_buffers=use_buffers)
+        self.decay = float(decay)
+        self._trained: dict | None = None  # the trained weights once fit has put the average in their place
+
+    def setup(self, trainer, pl_module, stage):
+        if stage == "fit":
+            self._trained = None
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_end(self, trainer, pl_module):
+        self._trained = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        super().on_train_end(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if self._trained is not None and "current_model_state" in checkpoint:
+            checkpoint["current_model_state"] = self._trained
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        if trainer.state.fn != TrainerFn.FITTING:  # test/validate/predict: the stored average is the model
+            return
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)

@@ -63,7 +63,8 @@ def checkpoint_trust(cfg: DictConfig) -> dict:
 def build(cfg: DictConfig):
     """(datamodule, lightning module, trainer) from a composed config; nothing is run."""
     quiet_third_party()
-    datamodule = instantiate_data(cfg)  # fills d_input/d_output left as ??? from the data
+    state = instantiate(cfg.state) if cfg.get("state") is not None else None  # state.mode=tbptt: chunks
+    datamodule = instantiate_data(cfg, state=state)  # fills d_input/d_output left as ??? from the data
     model = instantiate(cfg.model)
     if cfg.get("pretrained"):  # fine-tuning: start from a self-pretrained backbone
         report = load_pretrained(model, cfg.pretrained, **checkpoint_trust(cfg))
@@ -74,7 +75,7 @@ def build(cfg: DictConfig):
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = SequenceLightningModule(
         model, task, instantiate(cfg.optimizer), scheduler, scheduler_interval=cfg.get("scheduler_interval", "step"),
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=OmegaConf.to_container(cfg, resolve=True), state=state,
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     batch_job = not interactive()  # a bar shows nothing in a log file: plain lines instead

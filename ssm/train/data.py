@@ -7,15 +7,22 @@ not trained on. Lightning restarts an interrupted epoch's loader from its first 
 the loader is stateful, so the train loader saves its position (epoch, batches trained) in every
 checkpoint and, restored, skips those batches. Skipping happens on the loader's own batch stream, after any sampler that
 Lightning injects (e.g. ``DistributedSampler`` under DDP), so it is right for every rank.
+
+With ``state.mode=tbptt`` (truncated backpropagation through time) every split is served as
+consecutive chunks of its sequences (``SequenceChunks``, ``ChunkBatches``): row b of a batch
+continues the sequence it held in the previous batch, and a ``first`` flag marks the chunks that
+start a sequence, where the model's carried state is reset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -81,6 +88,93 @@ class ResumingLoader(DataLoader):
         return iterator
 
 
+class SequenceChunks(Dataset):
+    """A dataset of equal-length sequences with per-step targets, seen as consecutive chunks.
+
+    ``dataset[i]`` must be ``(x, y)`` with ``x`` of ``L`` steps (``(L,)`` tokens or ``(L, D)``) and
+    ``y`` of the same ``L`` steps (next-token targets); ``chunk`` must divide ``L``. Item ``(i, k)``
+    is ``{"x": x[k*chunk:(k+1)*chunk], "y": y[...same...], "first": k == 0}``. Batches of such
+    items in the order of ``ChunkBatches`` carry one sequence per row from chunk to chunk.
+    The last ``cache`` sequences read are kept, so a batch's rows are read once per group of
+    chunks rather than once per chunk.
+    """
+
+    def __init__(self, dataset, chunk: int, *, cache: int = 0):
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"state.chunk: must be a positive integer (steps per chunk), got {chunk!r}")
+        if len(dataset) == 0:
+            raise ValueError("state.mode=tbptt: the dataset is empty")
+        self.dataset, self.chunk, self.cache = dataset, chunk, cache
+        self.length = None
+        self._cache: OrderedDict = OrderedDict()
+        x, _ = self._sequence(0)
+        if x.shape[0] % chunk:
+            raise ValueError(f"state.chunk={chunk} must divide the sequence length {x.shape[0]} "
+                             f"(e.g. state.chunk={_largest_divisor(x.shape[0], chunk)})")
+        self.n_chunks = x.shape[0] // chunk
+
+    def _sequence(self, i: int):
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        item = self.dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            size = len(item) if isinstance(item, (tuple, list)) else "?"
+            raise ValueError(f"state.mode=tbptt: dataset items must be (x, y) with per-step targets, got a "
+                             f"{type(item).__name__} of length {size} (items with lengths, i.e. padded "
+                             "sequences, cannot be chunked: use equal-length sequences)")
+        x, y = (torch.as_tensor(v) for v in item)
+        if x.dim() == 0 or y.dim() == 0 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"state.mode=tbptt: needs per-step targets (y as long as x); item {i} has x of shape "
+                             f"{tuple(x.shape)} and y of shape {tuple(y.shape)}")
+        if self.length is None:
+            self.length = x.shape[0]
+        elif x.shape[0] != self.length:
+            raise ValueError(f"state.mode=tbptt: every sequence must have the same length; item 0 has {self.length} "
+                             f"steps, item {i} has {x.shape[0]}")
+        if self.cache:
+            self._cache[i] = (x, y)
+            if len(self._cache) > self.cache:
+                self._cache.popitem(last=False)
+        return x, y
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.n_chunks
+
+    def __getitem__(self, index: tuple[int, int]) -> dict:
+        i, k = index
+        x, y = self._sequence(i)
+        window = slice(k * self.chunk, (k + 1) * self.chunk)
+        return {"x": x[window], "y": y[window], "first": torch.tensor(k == 0)}
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
+class ChunkBatches(Sampler[list]):
+    """Batches of ``(sequence, chunk)`` indices for ``SequenceChunks``: the sequences of ``order``
+    in groups of ``batch_size``, each group's chunks 0, 1, ..., n_chunks - 1 in turn, so row b of
+    every batch of a group continues the sequence it held in the batch before. (The state-spaces/s4
+    reference resets one flag per batch, ``src/dataloaders/base.py`` TBPTTDataLoader at commit
+    e757cef57d89e448c413de7325ed5601aceaac13; here the flag is per row.)"""
+
+    def __init__(self, order: Iterable[int], batch_size: int, n_chunks: int):
+        if batch_size < 1 or n_chunks < 1:
+            raise ValueError(f"ChunkBatches: `batch_size` and `n_chunks` must be >= 1, got {batch_size}, {n_chunks}")
+        self.order, self.batch_size, self.n_chunks = order, batch_size, n_chunks
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size) * self.n_chunks
+
+    def __iter__(self):
+        sequences = list(self.order)
+        for start in range(0, len(sequences), self.batch_size):
+            rows = sequences[start : start + self.batch_size]
+            for k in range(self.n_chunks):
+                yield [(i, k) for i in rows]
+
+
 class DataModule(L.LightningDataModule):
     """Builds the train/val/test splits from ``dataset`` (a partial taking ``split=``).
 
@@ -101,6 +195,7 @@ class DataModule(L.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.d_input, self.d_output, self.vocab_size = d_input, d_output, vocab_size
         self.splits: dict = {}
+        self.chunk: int | None = None  # state.mode=tbptt: serve every split as chunks of this many steps
         self._train_loader: ResumingLoader | None = None
         self._resume: dict | None = None  # the train loader's position from a checkpoint, until applied
 
@@ -125,24 +220,49 @@ class DataModule(L.LightningDataModule):
     def _batches_done(self) -> int:
         return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
+    def use_chunks(self, chunk: int | None) -> None:
+        """Serve every split as in-order chunks of ``chunk`` steps (``SequenceChunks``), or whole
+        sequences again with None."""
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise ValueError(f"state.chunk: must be a positive integer (steps per chunk), got {chunk!r}")
+        self.chunk = chunk
+
+    def _chunks(self, split: str, batch_size: int) -> SequenceChunks:
+        return SequenceChunks(self.splits[split], self.chunk, cache=batch_size)
+
     def train_dataloader(self):
         epoch = self._epoch()
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         order = EpochShuffle(len(self.splits["train"]), seed=self.seed, epoch=epoch)
-        loader = ResumingLoader(self.splits["train"], batch_size=self.batch_size, sampler=order, generator=generator,
-                                num_workers=self.num_workers, drop_last=False, seed=self.seed, epoch=epoch,
-                                position=self._batches_done if self.trainer is not None else None)
+        position = self._batches_done if self.trainer is not None else None
+        if self.chunk is not None:  # shuffled sequences, each one's chunks in order
+            chunks = self._chunks("train", self.batch_size)
+            loader = ResumingLoader(chunks, batch_sampler=ChunkBatches(order, self.batch_size, chunks.n_chunks),
+                                    generator=generator, num_workers=self.num_workers, seed=self.seed, epoch=epoch,
+                                    position=position)
+        else:
+            loader = ResumingLoader(self.splits["train"], batch_size=self.batch_size, sampler=order,
+                                    generator=generator, num_workers=self.num_workers, drop_last=False,
+                                    seed=self.seed, epoch=epoch, position=position)
         if self._resume is not None and self._resume.get("epoch") == epoch:
             loader.load_state_dict(self._resume)
             self._resume = None
         self._train_loader = loader
         return loader
 
+    def _eval_loader(self, split: str) -> DataLoader:
+        if self.chunk is None:
+            return DataLoader(self.splits[split], batch_size=self.eval_batch_size, num_workers=self.num_workers)
+        chunks = self._chunks(split, self.eval_batch_size)
+        order = range(len(self.splits[split]))
+        return DataLoader(chunks, batch_sampler=ChunkBatches(order, self.eval_batch_size, chunks.n_chunks),
+                          num_workers=self.num_workers)
+
     def val_dataloader(self):
-        return DataLoader(self.splits["val"], batch_size=self.eval_batch_size, num_workers=self.num_workers)
+        return self._eval_loader("val")
 
     def test_dataloader(self):
-        return DataLoader(self.splits["test"], batch_size=self.eval_batch_size, num_workers=self.num_workers)
+        return self._eval_loader("test")
 
     def describe(self) -> dict:
         """The training split's ``describe()`` (what ``ssm-predict`` needs to read new data like it:
@@ -175,10 +295,11 @@ class ClassificationData(DataModule):
         self.has_test = bool(test)
 
 
-def instantiate_data(cfg):
+def instantiate_data(cfg, state=None):
     """The DataModule of ``cfg.data``. ``d_input``/``d_output`` left as ``???`` are read from the
     training split's ``describe()`` and written into ``cfg`` (the model and task configs
-    interpolate them, and the checkpoint stores the resolved values)."""
+    interpolate them, and the checkpoint stores the resolved values). With ``state``
+    (``ssm.train.module.StatePassing``) in tbptt mode, every split is served in chunks."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf, open_dict
 
@@ -198,4 +319,10 @@ def instantiate_data(cfg):
             for key in missing:
                 cfg.data[key] = info[key]
                 setattr(datamodule, key, info[key])
+    if state is not None and state.enabled:
+        use_chunks = getattr(datamodule, "use_chunks", None)
+        if not callable(use_chunks):
+            raise ValueError(f"state.mode=tbptt: the data module {type(datamodule).__name__} cannot serve chunks "
+                             "(use one built on ssm.train.data.DataModule)")
+        use_chunks(state.chunk)
     return datamodule

@@ -96,7 +96,10 @@ class PlainProgress(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_rank != 0:
             return
-        self._samples += len(batch[0]) if isinstance(batch, (tuple, list)) else 0
+        if isinstance(batch, dict):  # state.mode=tbptt chunks {"x", "y", "first"}: rows of chunks
+            self._samples += len(batch["x"]) if "x" in batch else 0
+        else:
+            self._samples += len(batch[0]) if isinstance(batch, (tuple, list)) else 0
         step = trainer.global_step
         if self.every_n_steps and step and step % self.every_n_steps == 0:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs

@@ -31,6 +31,7 @@ class Task(nn.Module):
 
     monitor: str = "val/loss"
     monitor_mode: str = "min"
+    chunkable: bool = False  # per-step loss and targets: trainable in chunks of a long sequence (state.mode=tbptt)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -51,16 +52,19 @@ class Task(nn.Module):
         return output
 
 
-def run_model(task: Task, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+def run_model(task: Task, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = None, *, state=None):
     """``task.restore(model(task.prepare(x)), x)``: the one forward used by training and ``ssm-predict``.
     ``lengths`` go to models whose forward takes them (masks, pooling); a causal model without
-    that argument (SaShiMi) needs none for padding at the end."""
+    that argument (SaShiMi) needs none for padding at the end. With ``state`` (a causal model's
+    recurrent state, e.g. carried from the previous chunk of the same sequences) the model starts
+    from it and ``(output, next_state)`` is returned, as the model's own forward does."""
     inputs = task.prepare(x)
-    if lengths is None or "lengths" not in inspect.signature(model.forward).parameters:
-        output = model(inputs)
-    else:
-        output = model(inputs, lengths=lengths)
-    return task.restore(output, x)
+    by_length = {} if lengths is None or "lengths" not in inspect.signature(model.forward).parameters \
+        else {"lengths": lengths}
+    if state is not None:
+        output, next_state = model(inputs, state, **by_length)
+        return task.restore(output, x), next_state
+    return task.restore(model(inputs, **by_length), x)
 
 
 class Classification(Task):
@@ -93,6 +97,9 @@ class LanguageModel(Task):
 
     monitor, monitor_mode = "val/bits_per_token", "min"
     uses_lengths = True  # loss/metric_inputs take the batch's lengths
+    # the loss and metrics are means of per-step terms, so a long sequence can be trained and
+    # evaluated in consecutive chunks with the state carried across (state.mode=tbptt)
+    chunkable = True
 
     def __init__(self, vocab: int = 256, ignore_padding: bool = False):
         super().__init__()
