@@ -26,7 +26,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from ..kernels.base import check_choice
+from ..checks import check_choice
 from ..optim import param_groups
 from .loading import load  # noqa: F401  (ssm.train.module.load stays importable)
 from .tasks import Task, run_model
