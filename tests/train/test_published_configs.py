@@ -19,3 +19,19 @@ def test_published_settings_use_softplus_dt(compose_cfg, name):
     cores = [m for m in module.model.modules() if hasattr(m, "dt_transform")]
     assert cores, f"{name}: no S4-family core built"
     assert {c.dt_transform for c in cores} == {"softplus"}, name
+
+
+def test_model_rate_override_reaches_every_layer(compose_cfg):
+    """``ssm-train ... model.rate=2`` (e.g. evaluating a 16 kHz checkpoint on 8 kHz data) builds the
+    same weights with the timestep doubled in every layer."""
+    import torch
+
+    _, base, _ = build(compose_cfg([]))
+    _, fast, _ = build(compose_cfg(["model.rate=2"]))
+    assert base.model.rate == 1.0 and fast.model.rate == 2.0
+    fast.model.load_state_dict(base.model.state_dict())  # rate is not a weight: same state dict
+    x = torch.randn(2, 64, base.model.d_input)
+    with torch.no_grad():
+        y1, y2 = base.model.eval()(x), fast.model.eval()(x)
+        assert torch.equal(base.model(x, rate=2.0), y2)
+    assert not torch.allclose(y1, y2)
