@@ -41,7 +41,9 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
     return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
-def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(path: Path, *, gray: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, labels) of one batch file, validated: (N, 1024) uint8 luma (``gray``) or the
+    (N, 3072) uint8 R, G, B planes as stored, and (N,) int64 classes."""
     try:
         with open(path, "rb") as f:
             batch = pickle.load(f, encoding="bytes")
@@ -58,7 +60,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     bad = np.flatnonzero((labels < 0) | (labels > 9))
     if bad.size:
         raise format_error(path, None, f'b"labels"[{bad[0]}] = {labels[bad[0]]} is not a class 0-9')
-    return rgb_to_gray(data), labels.astype(np.int64)
+    return (rgb_to_gray(data) if gray else data), labels.astype(np.int64)
 
 
 class Image(torch.utils.data.Dataset):
@@ -67,6 +69,7 @@ class Image(torch.utils.data.Dataset):
     task = "image"
     n_classes = 10
     length = 1024
+    cache_key = {"gray": "pil-L"}  # what the cached arrays hold (part of the cache entry's key)
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
                  subdir: str = "cifar-10-batches-py", val_split: float = 0.1, split_seed: int = 42,
@@ -80,7 +83,7 @@ class Image(torch.utils.data.Dataset):
         files = [self.data_dir / name for name in TRAIN_BATCHES + TEST_BATCHES]
         require_files(owner, files, LAYOUT)
         cache = ArrayCache(default_cache_root(self.root, cache_dir), self.task,
-                           {"sources": source_fingerprint(files, self.data_dir), "gray": "pil-L"})
+                           {"sources": source_fingerprint(files, self.data_dir), **self.cache_key})
         self._arrays = cache.load() or self._build(cache)
         self.split = split
         part = "test" if split == "test" else "train"
