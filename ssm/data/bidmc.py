@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..layers.base import check_choice
+from ..checks import check_choice
 from .lra.base import check_split, format_error, resolve_root
 
 Target = Literal["HR", "RR", "SpO2"]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..layers.base import check_choice
+from ..checks import check_choice
 from .lra.base import check_split, format_error, resolve_root, s4_split
 from .lra.cache import ArrayCache
 from .lra.image import TEST_BATCHES, TRAIN_BATCHES, Image, read_cifar_batch

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..layers.base import check_choice
+from ..checks import check_choice
 from .audio.datasets import speech_commands_split
 from .audio.resample import output_length, resample
 from .audio.wav import read_wav, wav_info

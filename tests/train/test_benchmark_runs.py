@@ -88,6 +88,7 @@ def test_speech_commands_classification_learns_and_evaluates_at_8khz(compose_cfg
     last = Path(cfg.output_dir) / "checkpoints" / "last.ckpt"
     zero_shot = compose_cfg(["experiment=sc/s4-sc10-8khz", *small, f"ckpt_path={last}"])
     assert instantiate(zero_shot.data).dataset_factory(split="test")[0][0].shape == (CLIP // 2, 1)
+    assert zero_shot.model.rate == 2.0  # the layers step at twice the training dt
     evaluated = train(zero_shot)
     assert 0.0 <= evaluated["test/accuracy"] <= 1.0 and math.isfinite(evaluated["test/loss"]), evaluated
 
