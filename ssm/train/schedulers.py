@@ -34,3 +34,18 @@ def constant_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup: 
 def plateau(optimizer: torch.optim.Optimizer, total_steps: int, factor: float = 0.2, patience: int = 20, mode: str = "min") -> ReduceLROnPlateau:
     """ReduceLROnPlateau on the task's monitored metric (SaShiMi's schedule: factor 0.2, patience 20)."""
     return ReduceLROnPlateau(optimizer, mode=mode, factor=factor, patience=patience)
+
+
+def multistep(optimizer: torch.optim.Optimizer, total_steps: int, milestones: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8),
+              gamma: float = 0.5) -> LambdaLR:
+    """The lr times ``gamma`` at each milestone, given as fractions of the run (< 1) or step counts.
+
+    The s4 reference's ``multistep`` (MultiStepLR per epoch; BIDMC: epochs 100, 200, ... of 500 with
+    gamma 0.5) is milestones 0.2, 0.4, ... here: the same points of the run, independent of how many
+    steps an epoch has."""
+    if not 0 < gamma <= 1:
+        raise ValueError(f"multistep: `gamma` must be in (0, 1], got {gamma}")
+    if any(m <= 0 for m in milestones):
+        raise ValueError(f"multistep: `milestones` must be positive fractions of the run or step counts, got {list(milestones)}")
+    steps = sorted(_warmup_steps(total_steps, m) for m in milestones)
+    return LambdaLR(optimizer, lambda step: gamma ** sum(step >= s for s in steps))
