@@ -9,6 +9,10 @@ import os
 import pytest
 import torch
 
+# Every numerical comparison in tests/ takes its tolerance from this file: the dtype table RTOL (a
+# `factor=` beside a call says why that comparison needs more headroom), or one of the named entries
+# after it for tolerances that are not about the dtype under test. No test writes its own number.
+
 # Normwise relative error allowed against a float64 reference, by the dtype under test.
 # float32 math over sums of up to ~1e3-1e4 terms lands near 1e-6; the table leaves headroom for
 # ill-conditioned random draws without letting a wrong formula (error ~1) through.
@@ -20,6 +24,16 @@ RTOL = {
     torch.bfloat16: 2e-2,
 }
 
+# float64 against a closed form or an identity that holds exactly (HiPPO matrices and their
+# diagonalisations, an annihilated polynomial, an adjoint pair): at most a few hundred roundings of
+# eps = 2.2e-16 on O(1) values, measured <= 1e-13, so 1e-12 (absolute on O(1) values, or normwise)
+# keeps headroom while an entry off in its 4th digit fails by eight orders of magnitude.
+CLOSED_FORM = 1e-12
+
+# torch.autograd.gradcheck in float64, tighter than its defaults (atol 1e-5, rtol 1e-3): central
+# differences with step 1e-6 err by ~eps/step + step^2 |f'''| ~ 1e-10 on these smooth O(1) maps.
+GRADCHECK = {"eps": 1e-6, "atol": 1e-6, "rtol": 1e-4}
+
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """max |a - e| / max |e| (normwise, in float64)."""
@@ -30,11 +44,14 @@ def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return (a - e).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str = "", factor: float = 1.0):
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, tol: torch.dtype | float, what: str = "",
+                 factor: float = 1.0):
+    """rel_err(actual, expected) <= factor * RTOL[tol] for a dtype ``tol``, or factor * tol for a named entry."""
+    limit = (RTOL[tol] if isinstance(tol, torch.dtype) else tol) * factor
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     assert not torch.isnan(actual).any(), f"{what}: NaN in output"
     err = rel_err(actual, expected)
-    assert err <= RTOL[dtype] * factor, f"{what}: relative error {err:.3e} > {RTOL[dtype] * factor:.1e} ({dtype})"
+    assert err <= limit, f"{what}: relative error {err:.3e} > {limit:.1e} ({tol})"
 
 
 def has_cuda() -> bool:
