@@ -24,15 +24,48 @@ RTOL = {
     torch.bfloat16: 2e-2,
 }
 
-# float64 against a closed form or an identity that holds exactly (HiPPO matrices and their
-# diagonalisations, an annihilated polynomial, an adjoint pair): at most a few hundred roundings of
-# eps = 2.2e-16 on O(1) values, measured <= 1e-13, so 1e-12 (absolute on O(1) values, or normwise)
-# keeps headroom while an entry off in its 4th digit fails by eight orders of magnitude.
-CLOSED_FORM = 1e-12
+# Results that are equal in exact arithmetic and differ only by a few roundings: an identity or a
+# closed form (HiPPO matrices and their diagonalisations, an annihilated polynomial, an adjoint
+# pair), the same sums in another order or FFT length, padding that is masked away. Normwise, or
+# absolute on values of order 1. float32: ~8 eps (1.2e-7), measured <= 2.5e-7; float64: measured
+# <= 1e-13 after up to a few hundred roundings of eps = 2.2e-16. Tighter than RTOL, which is for
+# one algorithm against another; an entry off in its 4th digit still fails by orders of magnitude.
+ROUNDOFF = {
+    torch.float32: 1e-6,
+    torch.complex64: 1e-6,
+    torch.float64: 1e-12,
+    torch.complex128: 1e-12,
+}
 
 # torch.autograd.gradcheck in float64, tighter than its defaults (atol 1e-5, rtol 1e-3): central
 # differences with step 1e-6 err by ~eps/step + step^2 |f'''| ~ 1e-10 on these smooth O(1) maps.
 GRADCHECK = {"eps": 1e-6, "atol": 1e-6, "rtol": 1e-4}
+
+# The least change a perturbation of order-1 inputs must make to the outputs that depend on it, for
+# a test that the change arrives (causality, bidirectionality): three orders above float32 round-off
+# (ROUNDOFF), one to three below the 0.01-1 responses these small layers give.
+SIGNAL = 1e-3
+
+# A frequency estimated from n >= 28000 independent draws (sampled tokens, a random mask): its
+# standard error sqrt(p (1 - p) / n) is <= 0.003, so 0.01 is >= 3.5 of them. Each test's seed is
+# fixed; the margin is for a change of seed or of the sampler's draw order.
+SAMPLING = 0.01
+
+# A second moment (a variance, a mean squared error) estimated from the ~750 windows of a test
+# split: relative standard error sqrt(2 / 750) = 0.05 for independent windows, so 0.2 is four of them.
+MOMENT = 0.2
+
+# The optimum a seeded non-convex optimisation (PTD's perturbation, hippo.ptd_perturbation) reaches
+# when run again: bit for bit on one LAPACK build, elsewhere on the landscape on another, so only its
+# quality (kappa) is compared, within a quarter.
+RERUN_OPTIMUM = 0.25
+
+
+def quoted(figure: str):
+    """A figure printed in a paper or a reference document, as ``pytest.approx``: equal up to half a
+    unit in its last printed digit, ``quoted("1283.43")`` is 1283.43 +- 0.005."""
+    decimals = len(figure.partition(".")[2])
+    return pytest.approx(float(figure), rel=0, abs=0.5 * 10.0**-decimals)
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:

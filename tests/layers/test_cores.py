@@ -6,14 +6,11 @@ import math
 
 import pytest
 import torch
+from helpers import ROUNDOFF, RTOL, rel_err
 
 from ssm.kernels.diagonal import DiagonalSSM
 from ssm.kernels.dplr import DPLRSSM, _full
 from ssm.kernels.s5 import S5SSM
-
-
-def rel(a, b):
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 # ---- S4 (DPLR) -----------------------------------------------------------------------------
@@ -45,7 +42,7 @@ def test_s4_kernel_equals_powering(L, rank):
     with torch.no_grad():
         k = core.kernel(L)
         ref = powered_kernel(core, L)
-    assert rel(k, ref) < 1e-4
+    assert rel_err(k, ref) <= RTOL[torch.float32]  # the float32 kernel against float64 powering
 
 
 def test_s4_length_doubling_equals_direct():
@@ -59,8 +56,8 @@ def test_s4_length_doubling_equals_direct():
         ka = a.kernel(64)  # triggers doubling 32 -> 64
         kb = b.kernel(64)  # sets C~_64 directly
     assert int(a.l_kernel) == 64 and int(b.l_kernel) == 64
-    assert rel(ka, kb) < 1e-4
-    assert rel(ka, powered_kernel(a, 64)) < 1e-4
+    assert rel_err(ka, kb) <= RTOL[torch.float32]
+    assert rel_err(ka, powered_kernel(a, 64)) <= RTOL[torch.float32]
 
 
 def test_s4_impulse_through_step_reproduces_kernel():
@@ -77,7 +74,7 @@ def test_s4_impulse_through_step_reproduces_kernel():
             y, state = core.step(u, state)
             ys.append(y - (core.D if t == 0 else 0))
         steps = torch.cat(ys, 0).T  # (H, L)
-    assert rel(steps, k) < 1e-4
+    assert rel_err(steps, k) <= RTOL[torch.float32]
 
 
 def test_s4_hurwitz_after_random_training_like_perturbation():
@@ -98,7 +95,7 @@ def test_s4_rate_scales_dt():
     with torch.no_grad():
         other.load_state_dict(core.state_dict())
         other.log_dt.add_(math.log(0.5))
-        assert rel(core.kernel(32, rate=0.5), other.kernel(32)) < 1e-5
+        assert rel_err(core.kernel(32, rate=0.5), other.kernel(32)) <= ROUNDOFF[torch.float32]  # dt halved either way
 
 
 # ---- S4D -----------------------------------------------------------------------------------
@@ -120,7 +117,7 @@ def test_s4d_kernel_equals_recurrence_and_full_conjugate_system(disc):
         for _ in range(L):
             ref.append((C_f * x).sum(-1).real)
             x = dA_f * x
-    assert rel(k, torch.stack(ref, -1)) < 1e-5
+    assert rel_err(k, torch.stack(ref, -1)) <= RTOL[torch.float32] / 2  # float32 kernel vs float64 recurrence; L=50 keeps it in half the table
 
 
 def test_s4d_real_transform_roundtrip():
@@ -128,7 +125,7 @@ def test_s4d_real_transform_roundtrip():
         core = DiagonalSSM(2, 8, init="lin", real_transform=transform)
         a = torch.tensor([1e-3, 0.5, 3.0])
         back = core._transform(core._inv_transform(a))
-        assert torch.allclose(back, a + (1e-4 if transform == "relu" else 0), rtol=1e-5), transform
+        assert torch.allclose(back, a + (1e-4 if transform == "relu" else 0), rtol=ROUNDOFF[torch.float32], atol=0), transform
 
 
 # ---- S5 ------------------------------------------------------------------------------------
@@ -150,7 +147,7 @@ def test_s5_conj_sym_equals_full_state_model():
             x = dA_f * x + u[:, :, t].to(x.dtype) @ dB_f.T
             ys.append((x @ C_f.T).real + half.D * u[:, :, t])
         y_full = torch.stack(ys, -1)
-    assert rel(y, y_full) < 1e-5
+    assert rel_err(y, y_full) <= ROUNDOFF[torch.float32]  # the same float32 scan, conjugates written out
 
 
 def test_s5_bidirectional_is_forward_plus_flipped_scan():
@@ -170,7 +167,7 @@ def test_s5_bidirectional_is_forward_plus_flipped_scan():
         y_f, _ = fwd(u)
         y_b, _ = bwd(u.flip(-1))
         # the backward scan of S5 includes the current step (x_t sums u_t..u_{L-1})
-    assert rel(y_bi, y_f + y_b.flip(-1)) < 1e-5
+    assert rel_err(y_bi, y_f + y_b.flip(-1)) <= ROUNDOFF[torch.float32]  # the same float32 scans
 
 
 def test_s5_timestep_is_per_state():

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import CLOSED_FORM, GRADCHECK, assert_close, rel_err
+from helpers import GRADCHECK, ROUNDOFF, assert_close, rel_err
 
 from ssm.ops import fftconv, fftconv_ref
 from ssm.ops.fftconv import fast_length
@@ -32,10 +32,10 @@ def test_causal_and_anticausal_structure():
     k = torch.arange(1, 2 * L + 1, dtype=torch.float64).reshape(2, 1, L)
     y = fftconv(u, k, bidirectional=True)[0, 0]
     # float64 FFT round-off only: the products are exact shifts of integer kernels
-    assert rel_err(y[5:], k[0, 0, : L - 5]) <= CLOSED_FORM  # y_t = k0_{t-5}
-    assert rel_err(y[:5], k[1, 0, :5].flip(0)) <= CLOSED_FORM  # y_t = k1_{5-t-1}
+    assert rel_err(y[5:], k[0, 0, : L - 5]) <= ROUNDOFF[torch.float64]  # y_t = k0_{t-5}
+    assert rel_err(y[:5], k[1, 0, :5].flip(0)) <= ROUNDOFF[torch.float64]  # y_t = k1_{5-t-1}
     yc = fftconv(u, k[0])[0, 0]
-    assert yc[:5].abs().max() <= CLOSED_FORM
+    assert yc[:5].abs().max() <= ROUNDOFF[torch.float64]
 
 
 def test_gradients_match_reference():

@@ -27,7 +27,7 @@ def test_matches_sequential_loop(dtype, shape_a, shape_b, reverse):
     x0 = torch.randn(shape_b[:-2] + shape_b[-1:], dtype=torch.float64).to(dtype)
     exact = scan_ref(*(t.to(torch.complex128 if dtype.is_complex else torch.float64) for t in (a, b, x0)), reverse=reverse)
     assert_close(scan(a, b, x0, reverse=reverse), exact, dtype)
-    assert_close(scan(a, b, reverse=reverse), scan_ref(a, b, reverse=reverse), dtype, factor=2)
+    assert_close(scan(a, b, reverse=reverse), scan_ref(a, b, reverse=reverse), dtype, factor=2)  # scan_ref in dtype too: the two errors add
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
@@ -52,7 +52,7 @@ def test_gradients_match_reference_complex64():
     a64, b64 = (t.detach().to(torch.complex128).requires_grad_(True) for t in (a, b))
     want = torch.autograd.grad(scan_ref(a64, b64), (a64, b64), grad.to(torch.complex128))
     for g, e in zip(got, want, strict=True):
-        assert_close(g, e, torch.complex64, factor=5)
+        assert_close(g, e, torch.complex64)
 
 
 def test_nan_propagates():
