@@ -51,9 +51,22 @@ SIGNAL = 1e-3
 # fixed; the margin is for a change of seed or of the sampler's draw order.
 SAMPLING = 0.01
 
-# A second moment (a variance, a mean squared error) estimated from the ~750 windows of a test
-# split: relative standard error sqrt(2 / 750) = 0.05 for independent windows, so 0.2 is four of them.
-MOMENT = 0.2
+# A statistic estimated from a few hundred draws: the mean of 100 Adding targets (standard error
+# 0.04), a mean squared error over the ~750 windows of a test split (relative standard error
+# sqrt(2 / 750) = 0.05). 0.2 is four or more standard errors.
+ESTIMATE = 0.2
+
+# One correctly rounded conversion to float32 of a value in [-1, 1] (a 32-bit PCM sample, a scaled
+# integer): at most half a unit in the last place of 1, 2^-24.
+HALF_ULP32 = torch.finfo(torch.float32).eps / 2
+
+# The resampler's error on a sine: its Kaiser window (beta 6, about 63 dB) ripples by ~7e-4 in the
+# pass band and leaks as much in the stop band; 2e-3 (54 dB) leaves three times that.
+RESAMPLING = 2e-3
+
+# 8-bit mu-law on a signal of amplitude <= 0.5: code steps there up to 0.022 wide (the expansion's
+# slope), a uniform error over them RMS <= 0.0065; 0.01 bounds that and the fitted amplitude's error.
+MU_LAW_8BIT = 0.01
 
 # The optimum a seeded non-convex optimisation (PTD's perturbation, hippo.ptd_perturbation) reaches
 # when run again: bit for bit on one LAPACK build, elsewhere on the landscape on another, so only its

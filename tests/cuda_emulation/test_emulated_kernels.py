@@ -92,7 +92,7 @@ def test_cauchy_backward(cpu_ops, dtype, shape):
     lo = [t.to(dtype) for t in (grad, v, z, w)]
     got = emulate.cauchy_backward(*lo, max_grid=cap)
     want_cpu = cpu_ops.cauchy_backward(*lo)
-    for name, g, e, c in zip(("grad_v", "grad_w"), got, exact, want_cpu):
+    for name, g, e, c in zip(("grad_v", "grad_w"), got, exact, want_cpu, strict=True):
         e = torch.zeros_like(v) if e is None else e  # unused when the output is empty
         assert_close(g, e, dtype, f"emulated cauchy_backward {name} vs float64")
         assert_close(g, c, dtype, f"emulated cauchy_backward {name} vs C++ CPU op", factor=2)  # the CPU op rounds too: the two errors add
@@ -143,7 +143,7 @@ def test_reversed_thread_order_gives_the_same_result(shape):
     ]:
         a = fn(*args, max_grid=cap, schedule="forward")
         b = fn(*args, max_grid=cap, schedule="reverse")
-        for p, q in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        for p, q in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True):
             assert torch.equal(p, q), fn.__name__
 
 

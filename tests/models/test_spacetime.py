@@ -3,7 +3,7 @@ preprocessing, the AR(p) data it is tested on, and (slow) that it learns a seaso
 
 import pytest
 import torch
-from helpers import MOMENT, ROUNDOFF, SIGNAL, rel_err
+from helpers import ESTIMATE, ROUNDOFF, SIGNAL, rel_err
 
 from ssm.data.autoregressive import (
     ARProcess,
@@ -147,10 +147,10 @@ def test_ar_process_is_deterministic_and_its_oracle_is_right():
     x, y = ds[0]
     assert x.shape == (32, 1) and y.shape == (8, 1) and x.dtype == torch.float32
     assert abs(ds.stationary_variance - 1.0) <= ROUNDOFF[torch.float64]
-    assert abs(ds.x.var().item() - 1.0) <= MOMENT / 2  # 750 windows of a unit-variance process, all 32 lags pooled
+    assert abs(ds.x.var().item() - 1.0) <= ESTIMATE / 2  # 750 windows of a unit-variance process, all 32 lags pooled
     err = ((ds.oracle_forecast(ds.x) - ds.y.double()) ** 2).mean(0).squeeze(-1)  # (horizon,)
     expected = ds.oracle_mse()
-    assert (err / expected - 1).abs().max() <= MOMENT
+    assert (err / expected - 1).abs().max() <= ESTIMATE
     assert err[0] < err[-1]  # harder further out
 
 
