@@ -9,9 +9,10 @@ import os
 import pytest
 import torch
 
-# Every numerical comparison in tests/ takes its tolerance from this file: the dtype table RTOL (a
-# `factor=` beside a call says why that comparison needs more headroom), or one of the named entries
-# after it for tolerances that are not about the dtype under test. No test writes its own number.
+# Every numerical comparison in tests/ takes its tolerance from this file: RTOL by the dtype under
+# test (a factor beside a comparison says why it needs other headroom), ROUNDOFF by dtype for results
+# that are equal up to rounding, or one of the named entries after them for tolerances that are not
+# about a dtype. No test writes its own number.
 
 # Normwise relative error allowed against a float64 reference, by the dtype under test.
 # float32 math over sums of up to ~1e3-1e4 terms lands near 1e-6; the table leaves headroom for
@@ -27,9 +28,10 @@ RTOL = {
 # Results that are equal in exact arithmetic and differ only by a few roundings: an identity or a
 # closed form (HiPPO matrices and their diagonalisations, an annihilated polynomial, an adjoint
 # pair), the same sums in another order or FFT length, padding that is masked away. Normwise, or
-# absolute on values of order 1. float32: ~8 eps (1.2e-7), measured <= 2.5e-7; float64: measured
-# <= 1e-13 after up to a few hundred roundings of eps = 2.2e-16. Tighter than RTOL, which is for
-# one algorithm against another; an entry off in its 4th digit still fails by orders of magnitude.
+# absolute on values of order 1. float32: ~8 eps (eps = 1.2e-7), measured <= 3e-7 (an FFT of 80-128
+# points reaches 6e-7 and gets 10 x); float64: measured <= 1.1e-13 after up to a few hundred roundings
+# of eps = 2.2e-16. Tighter than RTOL, which is for one algorithm against another; an entry off in its
+# 4th digit still fails by orders of magnitude.
 ROUNDOFF = {
     torch.float32: 1e-6,
     torch.complex64: 1e-6,
@@ -53,7 +55,7 @@ SAMPLING = 0.01
 
 # A statistic estimated from a few hundred draws: the mean of 100 Adding targets (standard error
 # 0.04), a mean squared error over the ~750 windows of a test split (relative standard error
-# sqrt(2 / 750) = 0.05). 0.2 is four or more standard errors.
+# sqrt(2 / 750) = 0.05). 0.2 is about four standard errors or more.
 ESTIMATE = 0.2
 
 # One correctly rounded conversion to float32 of a value in [-1, 1] (a 32-bit PCM sample, a scaled
@@ -90,14 +92,11 @@ def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return (a - e).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, tol: torch.dtype | float, what: str = "",
-                 factor: float = 1.0):
-    """rel_err(actual, expected) <= factor * RTOL[tol] for a dtype ``tol``, or factor * tol for a named entry."""
-    limit = (RTOL[tol] if isinstance(tol, torch.dtype) else tol) * factor
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str = "", factor: float = 1.0):
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     assert not torch.isnan(actual).any(), f"{what}: NaN in output"
     err = rel_err(actual, expected)
-    assert err <= limit, f"{what}: relative error {err:.3e} > {limit:.1e} ({tol})"
+    assert err <= RTOL[dtype] * factor, f"{what}: relative error {err:.3e} > {RTOL[dtype] * factor:.1e} ({dtype})"
 
 
 def has_cuda() -> bool:

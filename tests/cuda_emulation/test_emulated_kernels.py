@@ -78,7 +78,8 @@ def test_cauchy_forward(cpu_ops, dtype, shape):
     lo = [t.to(dtype) for t in (v, z, w)]
     out = emulate.cauchy(*lo, max_grid=cap)
     assert_close(out, cauchy_ref(v, z, w), dtype, "emulated cauchy vs float64")
-    assert_close(out, cpu_ops.cauchy(*lo), dtype, "emulated cauchy vs C++ CPU op", factor=2)  # the CPU op rounds too: the two errors add
+    # the CPU op rounds too: the two errors add
+    assert_close(out, cpu_ops.cauchy(*lo), dtype, "emulated cauchy vs C++ CPU op", factor=2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -95,7 +96,8 @@ def test_cauchy_backward(cpu_ops, dtype, shape):
     for name, g, e, c in zip(("grad_v", "grad_w"), got, exact, want_cpu, strict=True):
         e = torch.zeros_like(v) if e is None else e  # unused when the output is empty
         assert_close(g, e, dtype, f"emulated cauchy_backward {name} vs float64")
-        assert_close(g, c, dtype, f"emulated cauchy_backward {name} vs C++ CPU op", factor=2)  # the CPU op rounds too: the two errors add
+        # the CPU op rounds too: the two errors add
+        assert_close(g, c, dtype, f"emulated cauchy_backward {name} vs C++ CPU op", factor=2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -106,7 +108,8 @@ def test_vandermonde_forward(cpu_ops, dtype, shape):
     lo = [t.to(dtype) for t in (v, x)]
     out = emulate.vandermonde(*lo, L, max_grid=cap)
     assert_close(out, vandermonde_ref(v, x, L), _real(dtype), "emulated vandermonde vs float64")
-    assert_close(out, cpu_ops.vandermonde(*lo, L), _real(dtype), "emulated vandermonde vs C++ CPU op", factor=2)  # the CPU op rounds too: the two errors add
+    # the CPU op rounds too: the two errors add
+    assert_close(out, cpu_ops.vandermonde(*lo, L), _real(dtype), "emulated vandermonde vs C++ CPU op", factor=2)
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["S", "S+T"])
@@ -122,10 +125,12 @@ def test_vandermonde_sums(cpu_ops, dtype, shape, weighted):
     S, T = emulate.vandermonde_sums(lo_u, lo_x, weighted, max_grid=cap)
     cS, cT = cpu_ops.vandermonde_sums(lo_u, lo_x, weighted)
     assert_close(S, exact_S, dtype, "emulated vandermonde_sums S vs float64")
-    assert_close(S, cS, dtype, "emulated vandermonde_sums S vs C++ CPU op", factor=2)  # the CPU op rounds too: the two errors add
+    # the CPU op rounds too: the two errors add
+    assert_close(S, cS, dtype, "emulated vandermonde_sums S vs C++ CPU op", factor=2)
     if weighted:
         assert_close(T, exact_T, dtype, "emulated vandermonde_sums T vs float64")
-        assert_close(T, cT, dtype, "emulated vandermonde_sums T vs C++ CPU op", factor=2)  # the CPU op rounds too: the two errors add
+        # the CPU op rounds too: the two errors add
+        assert_close(T, cT, dtype, "emulated vandermonde_sums T vs C++ CPU op", factor=2)
     else:
         assert T.shape == (0,)
 

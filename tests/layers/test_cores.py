@@ -117,7 +117,8 @@ def test_s4d_kernel_equals_recurrence_and_full_conjugate_system(disc):
         for _ in range(L):
             ref.append((C_f * x).sum(-1).real)
             x = dA_f * x
-    assert rel_err(k, torch.stack(ref, -1)) <= RTOL[torch.float32] / 2  # float32 kernel vs float64 recurrence; L=50 keeps it in half the table
+    # float32 kernel vs float64 recurrence; L=50 keeps it in half the table
+    assert rel_err(k, torch.stack(ref, -1)) <= RTOL[torch.float32] / 2
 
 
 def test_s4d_real_transform_roundtrip():

@@ -38,7 +38,8 @@ def test_forward_matches_reference(backend, shape):
     out = cauchy(v, z, w, backend=backend)
     exact = cauchy_ref(*(t.cpu().to(torch.complex128) for t in (v, z, w)))
     assert_close(out.cpu(), exact, torch.complex64, f"{backend} vs float64")
-    assert_close(out, cauchy_ref(v, z, w), torch.complex64, f"{backend} vs cauchy_ref", factor=2)  # cauchy_ref in complex64 too: the two errors add
+    # cauchy_ref in complex64 too: the two errors add
+    assert_close(out, cauchy_ref(v, z, w), torch.complex64, f"{backend} vs cauchy_ref", factor=2)
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
@@ -90,7 +91,8 @@ def test_non_contiguous_inputs(backend):
     wt = w.t().contiguous().t()  # transposed layout
     zt = torch.stack([z, z], -1)[:, 1]
     assert not vt.is_contiguous() and not zt.is_contiguous()
-    assert_close(cauchy(vt, zt, wt, backend=backend), cauchy_ref(v, z, w), torch.complex64, backend, factor=2)  # against cauchy_ref in complex64
+    # against cauchy_ref in complex64
+    assert_close(cauchy(vt, zt, wt, backend=backend), cauchy_ref(v, z, w), torch.complex64, backend, factor=2)
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)

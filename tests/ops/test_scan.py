@@ -27,7 +27,8 @@ def test_matches_sequential_loop(dtype, shape_a, shape_b, reverse):
     x0 = torch.randn(shape_b[:-2] + shape_b[-1:], dtype=torch.float64).to(dtype)
     exact = scan_ref(*(t.to(torch.complex128 if dtype.is_complex else torch.float64) for t in (a, b, x0)), reverse=reverse)
     assert_close(scan(a, b, x0, reverse=reverse), exact, dtype)
-    assert_close(scan(a, b, reverse=reverse), scan_ref(a, b, reverse=reverse), dtype, factor=2)  # scan_ref in dtype too: the two errors add
+    # scan_ref in dtype too: the two errors add
+    assert_close(scan(a, b, reverse=reverse), scan_ref(a, b, reverse=reverse), dtype, factor=2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])

@@ -71,10 +71,12 @@ def test_transpose_matches_reference_with_gradients(backend, shape):
     got = torch.autograd.grad(out, (u, v, x), grad)
     u64, v64, x64 = to64(u, v, x)
     ref = vandermonde_transpose_ref(u64, v64, x64)
-    assert_close(out.cpu(), ref, torch.complex64, f"{backend} transpose", factor=2)  # sums over L (up to 1000) terms, the forward over N
+    # sums over L (up to 1000) terms, the forward over N
+    assert_close(out.cpu(), ref, torch.complex64, f"{backend} transpose", factor=2)
     want = torch.autograd.grad(ref, (u64, v64, x64), grad.cpu().to(torch.complex128))
     for name, g, e in zip("uvx", got, want, strict=True):
-        assert_close(g.cpu(), e, torch.complex64, f"{backend} transpose d{name}", factor=5)  # sums over L of products of two rounded factors
+        # sums over L of products of two rounded factors
+        assert_close(g.cpu(), e, torch.complex64, f"{backend} transpose d{name}", factor=5)
 
 
 def test_transpose_is_adjoint_of_forward():
@@ -101,7 +103,8 @@ def test_long_sequence_accuracy_cpp():
     """Block anchors keep float32 accurate where a running product of exp(x) would drift."""
     v, x = s4d_inputs((2,), (2,), 16, 65536, torch.complex64, "cpu", seed=5)
     out = vandermonde(v, x, 65536, backend="cpp")
-    assert_close(out, vandermonde_ref(*to64(v, x), 65536), torch.float32, "L=65536", factor=5)  # 64 x the grid's longest L: the anchors' round-off adds up
+    # 64 x the grid's longest L: the anchors' round-off adds up
+    assert_close(out, vandermonde_ref(*to64(v, x), 65536), torch.float32, "L=65536", factor=5)
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
