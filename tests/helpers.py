@@ -9,6 +9,11 @@ import os
 import pytest
 import torch
 
+# Every numerical comparison in tests/ takes its tolerance from this file: RTOL by the dtype under
+# test (a factor beside a comparison says why it needs other headroom), ROUNDOFF by dtype for results
+# that are equal up to rounding, or one of the named entries after them for tolerances that are not
+# about a dtype. No test writes its own number.
+
 # Normwise relative error allowed against a float64 reference, by the dtype under test.
 # float32 math over sums of up to ~1e3-1e4 terms lands near 1e-6; the table leaves headroom for
 # ill-conditioned random draws without letting a wrong formula (error ~1) through.
@@ -19,6 +24,63 @@ RTOL = {
     torch.complex128: 1e-11,
     torch.bfloat16: 2e-2,
 }
+
+# Results that are equal in exact arithmetic and differ only by a few roundings: an identity or a
+# closed form (HiPPO matrices and their diagonalisations, an annihilated polynomial, an adjoint
+# pair), the same sums in another order or FFT length, padding that is masked away. Normwise, or
+# absolute on values of order 1. float32: ~8 eps (eps = 1.2e-7), measured <= 3e-7 (an FFT of 80-128
+# points reaches 6e-7 and gets 10 x); float64: measured <= 1.1e-13 after up to a few hundred roundings
+# of eps = 2.2e-16. Tighter than RTOL, which is for one algorithm against another; an entry off in its
+# 4th digit still fails by orders of magnitude.
+ROUNDOFF = {
+    torch.float32: 1e-6,
+    torch.complex64: 1e-6,
+    torch.float64: 1e-12,
+    torch.complex128: 1e-12,
+}
+
+# torch.autograd.gradcheck in float64, tighter than its defaults (atol 1e-5, rtol 1e-3): central
+# differences with step 1e-6 err by ~eps/step + step^2 |f'''| ~ 1e-10 on these smooth O(1) maps.
+GRADCHECK = {"eps": 1e-6, "atol": 1e-6, "rtol": 1e-4}
+
+# The least change a perturbation of order-1 inputs must make to the outputs that depend on it, for
+# a test that the change arrives (causality, bidirectionality): three orders above float32 round-off
+# (ROUNDOFF), one to three below the 0.01-1 responses these small layers give.
+SIGNAL = 1e-3
+
+# A frequency estimated from n >= 28000 independent draws (sampled tokens, a random mask): its
+# standard error sqrt(p (1 - p) / n) is <= 0.003, so 0.01 is >= 3.5 of them. Each test's seed is
+# fixed; the margin is for a change of seed or of the sampler's draw order.
+SAMPLING = 0.01
+
+# A statistic estimated from a few hundred draws: the mean of 100 Adding targets (standard error
+# 0.04), a mean squared error over the ~750 windows of a test split (relative standard error
+# sqrt(2 / 750) = 0.05). 0.2 is about four standard errors or more.
+ESTIMATE = 0.2
+
+# One correctly rounded conversion to float32 of a value in [-1, 1] (a 32-bit PCM sample, a scaled
+# integer): at most half a unit in the last place of 1, 2^-24.
+HALF_ULP32 = torch.finfo(torch.float32).eps / 2
+
+# The resampler's error on a sine: its Kaiser window (beta 6, about 63 dB) ripples by ~7e-4 in the
+# pass band and leaks as much in the stop band; 2e-3 (54 dB) leaves three times that.
+RESAMPLING = 2e-3
+
+# 8-bit mu-law on a signal of amplitude <= 0.5: code steps there up to 0.022 wide (the expansion's
+# slope), a uniform error over them RMS <= 0.0065; 0.01 bounds that and the fitted amplitude's error.
+MU_LAW_8BIT = 0.01
+
+# The optimum a seeded non-convex optimisation (PTD's perturbation, hippo.ptd_perturbation) reaches
+# when run again: bit for bit on one LAPACK build, elsewhere on the landscape on another, so only its
+# quality (kappa) is compared, within a quarter.
+RERUN_OPTIMUM = 0.25
+
+
+def quoted(figure: str):
+    """A figure printed in a paper or a reference document, as ``pytest.approx``: equal up to half a
+    unit in its last printed digit, ``quoted("1283.43")`` is 1283.43 +- 0.005."""
+    decimals = len(figure.partition(".")[2])
+    return pytest.approx(float(figure), rel=0, abs=0.5 * 10.0**-decimals)
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -78,6 +78,7 @@ def test_cauchy_forward(cpu_ops, dtype, shape):
     lo = [t.to(dtype) for t in (v, z, w)]
     out = emulate.cauchy(*lo, max_grid=cap)
     assert_close(out, cauchy_ref(v, z, w), dtype, "emulated cauchy vs float64")
+    # the CPU op rounds too: the two errors add
     assert_close(out, cpu_ops.cauchy(*lo), dtype, "emulated cauchy vs C++ CPU op", factor=2)
 
 
@@ -92,9 +93,10 @@ def test_cauchy_backward(cpu_ops, dtype, shape):
     lo = [t.to(dtype) for t in (grad, v, z, w)]
     got = emulate.cauchy_backward(*lo, max_grid=cap)
     want_cpu = cpu_ops.cauchy_backward(*lo)
-    for name, g, e, c in zip(("grad_v", "grad_w"), got, exact, want_cpu):
+    for name, g, e, c in zip(("grad_v", "grad_w"), got, exact, want_cpu, strict=True):
         e = torch.zeros_like(v) if e is None else e  # unused when the output is empty
         assert_close(g, e, dtype, f"emulated cauchy_backward {name} vs float64")
+        # the CPU op rounds too: the two errors add
         assert_close(g, c, dtype, f"emulated cauchy_backward {name} vs C++ CPU op", factor=2)
 
 
@@ -106,6 +108,7 @@ def test_vandermonde_forward(cpu_ops, dtype, shape):
     lo = [t.to(dtype) for t in (v, x)]
     out = emulate.vandermonde(*lo, L, max_grid=cap)
     assert_close(out, vandermonde_ref(v, x, L), _real(dtype), "emulated vandermonde vs float64")
+    # the CPU op rounds too: the two errors add
     assert_close(out, cpu_ops.vandermonde(*lo, L), _real(dtype), "emulated vandermonde vs C++ CPU op", factor=2)
 
 
@@ -122,9 +125,11 @@ def test_vandermonde_sums(cpu_ops, dtype, shape, weighted):
     S, T = emulate.vandermonde_sums(lo_u, lo_x, weighted, max_grid=cap)
     cS, cT = cpu_ops.vandermonde_sums(lo_u, lo_x, weighted)
     assert_close(S, exact_S, dtype, "emulated vandermonde_sums S vs float64")
+    # the CPU op rounds too: the two errors add
     assert_close(S, cS, dtype, "emulated vandermonde_sums S vs C++ CPU op", factor=2)
     if weighted:
         assert_close(T, exact_T, dtype, "emulated vandermonde_sums T vs float64")
+        # the CPU op rounds too: the two errors add
         assert_close(T, cT, dtype, "emulated vandermonde_sums T vs C++ CPU op", factor=2)
     else:
         assert T.shape == (0,)
@@ -143,7 +148,7 @@ def test_reversed_thread_order_gives_the_same_result(shape):
     ]:
         a = fn(*args, max_grid=cap, schedule="forward")
         b = fn(*args, max_grid=cap, schedule="reverse")
-        for p, q in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        for p, q in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True):
             assert torch.equal(p, q), fn.__name__
 
 

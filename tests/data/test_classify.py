@@ -5,9 +5,13 @@ that name the file and line."""
 import numpy as np
 import pytest
 import torch
+from helpers import ROUNDOFF
 
 from ssm.data.audio import write_wav
 from ssm.data.classify import ClassificationFiles, read_labelled, stratified_split
+
+# elementwise: float32 values read from files against the test's own float64 arithmetic, rounded
+CLOSE32 = {"rtol": ROUNDOFF[torch.float32], "atol": ROUNDOFF[torch.float32]}
 
 
 def write_ts(path, cases, labels, *, declared=None, univariate=None, equal=True):
@@ -18,7 +22,7 @@ def write_ts(path, cases, labels, *, declared=None, univariate=None, equal=True)
     if dims > 1:
         lines.append(f"@dimensions {dims}")
     lines += [f"@equalLength {str(equal).lower()}", f"@classLabel true {' '.join(declared or sorted(set(labels)))}", "@data"]
-    for case, label in zip(cases, labels):
+    for case, label in zip(cases, labels, strict=True):
         lines.append(":".join(",".join(str(v) for v in dim) for dim in case) + f":{label}")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -42,7 +46,7 @@ def test_ts_multivariate_unequal_lengths_padded_with_lengths(tmp_path):
     assert data.x.shape == (4, 5, 2)
     x, y, length = data[1]
     assert length == 2 and y == 0  # "a"
-    torch.testing.assert_close(x[:2], torch.tensor([[1.0, 3.0], [2.0, 4.0]]))
+    torch.testing.assert_close(x[:2], torch.tensor([[1.0, 3.0], [2.0, 4.0]]), **CLOSE32)
     assert (x[2:] == 0).all()  # padding
     assert data.describe()["labels"] == ["a", "b"]
 
@@ -52,8 +56,8 @@ def test_ts_missing_values_policy(tmp_path):
     path.write_text("@problemName m\n@univariate true\n@classLabel true x y\n@data\n1,2,3:x\n1,?,3:y\n")
     with pytest.raises(ValueError, match=r"m\.ts, line 6: missing value at step 2"):
         read_labelled(path)
-    np.testing.assert_allclose(read_labelled(path, missing="interpolate").values[1][:, 0], [1, 2, 3])
-    np.testing.assert_allclose(read_labelled(path, missing="zero").values[1][:, 0], [1, 0, 3])
+    np.testing.assert_allclose(read_labelled(path, missing="interpolate").values[1][:, 0], [1, 2, 3], rtol=ROUNDOFF[torch.float64])
+    np.testing.assert_allclose(read_labelled(path, missing="zero").values[1][:, 0], [1, 0, 3], rtol=ROUNDOFF[torch.float64])
 
 
 @pytest.mark.parametrize("text, match", [
@@ -84,7 +88,7 @@ def test_npz_with_lengths_and_numeric_labels(tmp_path):
     assert data.labels == ["1", "2", "10"]  # numeric order, kept as text
     assert data.x.shape == (6, 7, 3) and data.lengths.tolist() == [7, 5, 7, 7, 3, 7]
     assert data.y.tolist() == [1, 2, 1, 2, 0, 0]
-    torch.testing.assert_close(data.x[1, :5], torch.from_numpy(x[1, :5]).float())
+    torch.testing.assert_close(data.x[1, :5], torch.from_numpy(x[1, :5]).float(), **CLOSE32)
     assert (data.x[1, 5:] == 0).all()
     np.savez(tmp_path / "bad.npz", x=x, y=np.zeros(5))
     with pytest.raises(ValueError, match=r"bad\.npz: y has shape \(5,\), expected \(6,\)"):
@@ -146,8 +150,9 @@ def test_held_out_split_and_train_only_standardisation(tmp_path):
     assert (len(train), len(val)) == (30, 10) and val.y.tolist().count(0) == 5
     assert not set(train.ids) & set(val.ids)
     raw_train = x[[int(i) for i in train.ids]].reshape(-1, 2)
-    np.testing.assert_allclose(train.mean, raw_train.mean(0))  # fitted on the training split only
-    torch.testing.assert_close(train.x.reshape(-1, 2).mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    # fitted on the training split only
+    np.testing.assert_allclose(train.mean, raw_train.mean(0), rtol=ROUNDOFF[torch.float64])
+    torch.testing.assert_close(train.x.reshape(-1, 2).mean(0), torch.zeros(2), atol=ROUNDOFF[torch.float32], rtol=0)
     assert [ClassificationFiles("val", **kw).ids] == [val.ids]
 
 

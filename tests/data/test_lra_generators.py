@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import ESTIMATE, ROUNDOFF, rel_err
 
 from ssm.data.lra import (
     Adding,
@@ -191,5 +192,5 @@ def test_adding():
     assert x.shape == (40, 2) and int(n) == 40 and y.shape == ()
     marks = x[:, 1].nonzero().flatten().tolist()
     assert len(marks) == 2 and marks[0] < 20 <= marks[1]
-    assert torch.isclose(y, x[marks, 0].sum())
-    assert 0.8 < ds.y.mean() < 1.2
+    assert rel_err(y, x[marks, 0].sum()) <= ROUNDOFF[torch.float32]
+    assert abs(ds.y.mean() - 1) <= ESTIMATE  # the sum of two uniform draws, 100 targets

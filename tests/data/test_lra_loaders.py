@@ -10,6 +10,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers import ROUNDOFF
 from PIL import Image as PILImage
 
 from ssm.data.lra import (
@@ -292,7 +293,7 @@ def test_image_grayscale_matches_pil_and_splits(tmp_path):
     assert x.shape == (1024, 1) and x.dtype == torch.float32 and int(n) == 1024
     rgb = batches["test_batch"][b"data"][3].reshape(3, 32, 32).transpose(1, 2, 0)
     gray = np.asarray(PILImage.fromarray(rgb, mode="RGB").convert("L"), dtype=np.float32).reshape(-1)
-    assert torch.allclose(x[:, 0], torch.from_numpy((gray - 122.6) / 61.0), atol=1e-6)
+    assert (x[:, 0] - torch.from_numpy((gray - 122.6) / 61.0)).abs().max() <= ROUNDOFF[torch.float32]
     assert int(y) == batches["test_batch"][b"labels"][3]
     # train and val partition the 50 training images
     all_train = np.concatenate([batches[f"data_batch_{i}"][b"data"] for i in range(1, 6)])
@@ -324,7 +325,7 @@ def test_pathfinder_items_and_s4_split(tmp_path):
     x, y, n = parts["test"][1]
     j = perm[19]
     assert x.shape == (64, 1) and int(n) == 64 and int(y) == labels[j]
-    assert torch.allclose(x[:, 0], torch.from_numpy(images[j].reshape(-1).astype(np.float32) / 127.5 - 1), atol=1e-6)
+    assert (x[:, 0] - torch.from_numpy(images[j].reshape(-1).astype(np.float32) / 127.5 - 1)).abs().max() <= ROUNDOFF[torch.float32]
     assert x.min() >= -1 and x.max() <= 1
 
 
@@ -392,7 +393,8 @@ def test_second_construction_reads_the_cache(tmp_path, monkeypatch, task):
     assert len(entries) == 1 and not [p for p in cache.rglob("*.tmp")]
     monkeypatch.setattr(importlib.import_module(f"ssm.data.lra.{module}"), parser, _refuse)
     second = _items(make(tmp_path))
-    assert all(all(torch.equal(a, b) for a, b in zip(u, v)) for u, v in zip(first, second)) and len(first) == len(second)
+    assert all(all(torch.equal(a, b) for a, b in zip(u, v, strict=True)) for u, v in zip(first, second, strict=True))
+    assert len(first) == len(second)
 
 
 @pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image"])

@@ -6,12 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ROUNDOFF
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from ssm.data.timeseries import CsvSeries, InformerSeries, read_series_csv
 from ssm.train.cli import build, config_dir
+
+# elementwise: float32 values read from files against the test's own float64 arithmetic, rounded
+CLOSE32 = {"rtol": ROUNDOFF[torch.float32], "atol": ROUNDOFF[torch.float32]}
 
 ETT_COLUMNS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
 HOUR_ENDS = (8640, 11520, 14400)  # 12, 16, 20 months of 30 days x 24 h
@@ -34,7 +38,7 @@ def write_csv(path: Path, columns, values, *, date_column="date", step_minutes=6
     header = list(columns)
     header.insert(date_position, date_column)
     lines = [",".join(header)]
-    for d, row in zip(dates, values):
+    for d, row in zip(dates, values, strict=True):
         cells = [f"{v:.3f}" for v in row]
         cells.insert(date_position, str(d).replace("T", " "))
         lines.append(",".join(cells))
@@ -76,7 +80,7 @@ def test_informer_month_borders(ett_root, name, ends):
         assert first_y_row == {"train": lag, "val": ends[0], "test": ends[1]}[split]
         _, y_last = ds[len(ds) - 1]
         expect = expected_rows(raw[name], ends[0], np.arange(end - horizon, end), [6])
-        torch.testing.assert_close(y_last, expect)
+        torch.testing.assert_close(y_last, expect, **CLOSE32)
     assert ds.end == ends[2] <= len(raw[name])  # ETTh1's 37 rows after 20 months are unused
 
 
@@ -88,11 +92,11 @@ def test_windows_align_with_raw_rows(ett_root):
     for i in (0, 1, 17, len(ds) - 1):
         x, y = ds[i]
         start = ds.start + i
-        torch.testing.assert_close(x, expected_rows(raw["ETTh1"], HOUR_ENDS[0], np.arange(start, start + lag), cols))
+        torch.testing.assert_close(x, expected_rows(raw["ETTh1"], HOUR_ENDS[0], np.arange(start, start + lag), cols), **CLOSE32)
         torch.testing.assert_close(
-            y, expected_rows(raw["ETTh1"], HOUR_ENDS[0], np.arange(start + lag, start + lag + horizon), cols))
+            y, expected_rows(raw["ETTh1"], HOUR_ENDS[0], np.arange(start + lag, start + lag + horizon), cols), **CLOSE32)
         # x then y is one contiguous stretch of the split
-        torch.testing.assert_close(torch.cat([x, y]), ds.values[i : i + lag + horizon])
+        torch.testing.assert_close(torch.cat([x, y]), ds.values[i : i + lag + horizon], **CLOSE32)
     assert ds.dates[lag] == np.datetime64("2016-07-01T00:00:00") + np.timedelta64(HOUR_ENDS[0], "h")
     with pytest.raises(IndexError):
         ds[len(ds)]
@@ -109,7 +113,7 @@ def test_feature_modes(ett_root, features, d_in, d_out):
     assert ds.output_columns[-1] == "OT" and ds.columns[-1] == "OT"
     # the target column of y is OT in every mode
     rows = np.arange(ds.start + 3 + 64, ds.start + 3 + 80)
-    torch.testing.assert_close(y[:, -1:], expected_rows(raw["ETTh1"], HOUR_ENDS[0], rows, [6]))
+    torch.testing.assert_close(y[:, -1:], expected_rows(raw["ETTh1"], HOUR_ENDS[0], rows, [6]), **CLOSE32)
 
 
 def test_scaling_uses_training_statistics_only(ett_root):
@@ -117,20 +121,21 @@ def test_scaling_uses_training_statistics_only(ett_root):
     splits = {s: InformerSeries(s, root=root, name="ETTh1", features="M", lag=24, horizon=24) for s in
               ("train", "val", "test")}
     train = splits["train"].values.double()
-    torch.testing.assert_close(train.mean(0), torch.zeros(7, dtype=torch.float64), atol=1e-6, rtol=0)
-    torch.testing.assert_close(train.std(0, unbiased=False), torch.ones(7, dtype=torch.float64), atol=1e-6, rtol=0)
-    np.testing.assert_allclose(splits["train"].mean, raw["ETTh1"][: HOUR_ENDS[0]].mean(0))
-    np.testing.assert_allclose(splits["train"].std, raw["ETTh1"][: HOUR_ENDS[0]].std(0))
+    # float32 values, their statistics in float64
+    torch.testing.assert_close(train.mean(0), torch.zeros(7, dtype=torch.float64), atol=ROUNDOFF[torch.float32], rtol=0)
+    torch.testing.assert_close(train.std(0, unbiased=False), torch.ones(7, dtype=torch.float64), atol=ROUNDOFF[torch.float32], rtol=0)
+    np.testing.assert_allclose(splits["train"].mean, raw["ETTh1"][: HOUR_ENDS[0]].mean(0), rtol=ROUNDOFF[torch.float64])
+    np.testing.assert_allclose(splits["train"].std, raw["ETTh1"][: HOUR_ENDS[0]].std(0), rtol=ROUNDOFF[torch.float64])
     for split in ("val", "test"):
         ds = splits[split]
         np.testing.assert_array_equal(ds.mean, splits["train"].mean)
         np.testing.assert_array_equal(ds.std, splits["train"].std)
         torch.testing.assert_close(ds.values, expected_rows(raw["ETTh1"], HOUR_ENDS[0], np.arange(ds.start, ds.end),
-                                                            list(range(7))))
+                                                            list(range(7))), **CLOSE32)
         # the trend moves the later splits away from 0: per-split statistics would have hidden it
         assert ds.values.double().mean(0).abs().min() > 0.5
     unscaled = InformerSeries("val", root=root, name="ETTh1", features="M", lag=24, horizon=24, scale=False)
-    torch.testing.assert_close(unscaled.values, torch.from_numpy(raw["ETTh1"][unscaled.start : unscaled.end]).float())
+    torch.testing.assert_close(unscaled.values, torch.from_numpy(raw["ETTh1"][unscaled.start : unscaled.end]).float(), **CLOSE32)
 
 
 @pytest.mark.parametrize("features", ["S", "M", "MS"])
@@ -140,11 +145,12 @@ def test_inverse_transform_round_trip(ett_root, features):
     x, y = ds[5]
     rows = np.arange(ds.start + 5, ds.start + 5 + 40)
     cols = [6] if features == "S" else list(range(7))
+    # x * std + mean in float32, of values up to ~30: a few roundings of each
     torch.testing.assert_close(ds.inverse_transform(x), torch.from_numpy(raw["ETTh1"][rows[:32]][:, cols]).float(),
-                               rtol=1e-5, atol=1e-4)
+                               **CLOSE32)
     truth = raw["ETTh1"][rows[32:]][:, [6] if features != "M" else cols]
-    torch.testing.assert_close(ds.inverse_transform(y), torch.from_numpy(truth).float(), rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(ds.inverse_transform(y.double().numpy()), truth, rtol=1e-6, atol=1e-5)  # float32 data
+    torch.testing.assert_close(ds.inverse_transform(y), torch.from_numpy(truth).float(), **CLOSE32)
+    np.testing.assert_allclose(ds.inverse_transform(y.double().numpy()), truth, **CLOSE32)  # float32 data
     batch = torch.stack([y, y])  # (B, horizon, d_output)
     assert ds.inverse_transform(batch).shape == batch.shape
     if features == "MS":
@@ -166,7 +172,7 @@ def test_ratio_borders_and_target_moved_last(tmp_path):
         assert (ds.start, ds.end) == (start, end)
         assert ds.columns == ("Visibility", "DryBulbCelsius", "WindSpeed", "WetBulbCelsius")
         x, _ = ds[0]
-        torch.testing.assert_close(x, expected_rows(raw, ends[0], np.arange(start, start + lag), [0, 2, 3, 1]))
+        torch.testing.assert_close(x, expected_rows(raw, ends[0], np.arange(start, start + lag), [0, 2, 3, 1]), **CLOSE32)
     s = InformerSeries("train", root=tmp_path, name="Weather", lag=lag, horizon=horizon)
     assert s.columns == ("WetBulbCelsius",)
 
@@ -182,8 +188,8 @@ def test_csv_series(tmp_path):
     assert (ds.start, ds.end) == (400 - 12, 500)
     assert ds.columns == ("load", "price", "temp") and ds.output_columns == ("temp",)
     x, y = ds[0]
-    torch.testing.assert_close(x, expected_rows(raw, 300, np.arange(388, 400), [0, 2, 1]))
-    torch.testing.assert_close(y, expected_rows(raw, 300, np.arange(400, 406), [1]))
+    torch.testing.assert_close(x, expected_rows(raw, 300, np.arange(388, 400), [0, 2, 1]), **CLOSE32)
+    torch.testing.assert_close(y, expected_rows(raw, 300, np.arange(400, 406), [1]), **CLOSE32)
     assert ds.dates[0] == np.datetime64("2016-07-01T00:00") + 388 * np.timedelta64(30, "m")
 
     # a strptime date format
@@ -192,7 +198,7 @@ def test_csv_series(tmp_path):
     ds = CsvSeries("train", path=tmp_path / "fmt.csv", target="v", date_column="when",
                    date_format="%d/%m/%Y %H:%M", lag=3, horizon=2, scale=False)
     assert ds.dates[1] == np.datetime64("2016-07-02T10:00")
-    torch.testing.assert_close(ds[0][1], torch.tensor([[4.5], [5.5]]))
+    torch.testing.assert_close(ds[0][1], torch.tensor([[4.5], [5.5]]), **CLOSE32)
 
 
 def test_default_root_env_and_ett_small_layout(tmp_path, monkeypatch):
@@ -255,9 +261,10 @@ def test_missing_value_policies(tmp_path):
     from ssm.data.timeseries import read_series_csv
 
     a = read_series_csv(path, missing="interpolate").values[:, 0]
-    np.testing.assert_allclose(a[:8], [0, 1, 2, 3, 4, 5, 6, 7])  # linear in time across the gaps
+    # linear in time across the gaps
+    np.testing.assert_allclose(a[:8], [0, 1, 2, 3, 4, 5, 6, 7], rtol=ROUNDOFF[torch.float64])
     f = read_series_csv(path, missing="ffill").values[:, 0]
-    np.testing.assert_allclose(f[:8], [0, 1, 1, 3, 4, 4, 6, 7])
+    np.testing.assert_allclose(f[:8], [0, 1, 1, 3, 4, 4, 6, 7], rtol=ROUNDOFF[torch.float64])
     d = read_series_csv(path, missing="drop")
     assert len(d.values) == 18 and d.values[2, 0] == 3 and str(d.dates[2]) == "2020-01-01T03:00:00"
     data = CsvSeries("train", path=path, target="a", lag=2, horizon=1, missing="interpolate", scale=False)

@@ -4,6 +4,7 @@ import functools
 
 import pytest
 import torch
+from helpers import ROUNDOFF, RTOL, rel_err
 
 import ssm
 from ssm.models import SequenceModel
@@ -18,7 +19,7 @@ def test_pooled_classifier_shapes_and_lengths():
     y1 = model.eval()(x, lengths=lengths)
     x2 = x.clone()
     x2[1, 10:] = 99.0
-    assert torch.allclose(y1, model(x2, lengths=lengths), atol=1e-5)
+    assert rel_err(model(x2, lengths=lengths), y1) <= ROUNDOFF[torch.float32]
 
 
 @pytest.mark.parametrize("pool", ["mean", "last", "none"])
@@ -35,7 +36,8 @@ def test_nan_padding_cannot_reach_valid_outputs(pool):
             alone = model(x[b : b + 1, :n])[0]
             valid = y[b] if pool != "none" else y[b, :n]
             assert torch.isfinite(valid).all()
-            assert torch.allclose(valid, alone, atol=1e-5), f"sequence {b}: padding changed its output"
+            # the padded run's FFT length differs: round-off only
+            assert rel_err(valid, alone) <= ROUNDOFF[torch.float32], f"sequence {b}: padding changed its output"
 
 
 @pytest.mark.parametrize("layer", [functools.partial(ssm.S4D, d_state=8), functools.partial(ssm.S4, d_state=8), functools.partial(ssm.S5, d_state=8)])
@@ -51,7 +53,7 @@ def test_causal_stack_steps_like_forward(layer, norm):
         for t in range(15):
             yt, state = model.step(tokens[:, t], state)
             steps.append(yt)
-    assert ((torch.stack(steps, 1) - y).abs().max() / y.abs().max()) < 1e-4
+    assert rel_err(torch.stack(steps, 1), y) <= RTOL[torch.float32]
 
 
 def test_bad_inputs():

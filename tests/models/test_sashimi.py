@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_close
+from helpers import ROUNDOFF, RTOL, SAMPLING, SIGNAL, assert_close, rel_err
 
 import ssm
 from ssm.models.generation import FastStepper, sample, sample_token
@@ -93,6 +93,7 @@ def test_forward_equals_whole_stack_stepping_long(layer):
         y = model(x)
         y_step, _ = step_all(model, x)
         y_fast, _ = fast_all(model, x)
+    # 4096 samples: the recurrences' round-off grows with the length (measured up to 5e-6)
     assert_close(y_step, y, torch.float32, "step vs forward", factor=5)
     assert_close(y_fast, y, torch.float32, "fast step vs forward", factor=5)
 
@@ -107,13 +108,13 @@ def test_forward_with_state_matches_stepping_and_chunks(layer, unet):
         y_step, state_step = step_all(model, x)
         y1, s1 = model(x[:, :32], model.default_state(3))
         y2, s2 = model(x[:, 32:], s1)
-    assert_close(y_step, y, torch.float32, "step vs forward", factor=5)
-    assert_close(torch.cat([y1, y2], 1), y, torch.float32, "chunked forward vs forward", factor=5)
+    assert_close(y_step, y, torch.float32, "step vs forward")
+    assert_close(torch.cat([y1, y2], 1), y, torch.float32, "chunked forward vs forward")
     assert s2.t == state_step.t == 96
     for a, b in zip(s2.center, state_step.center, strict=True):
         if a is not None:
-            assert_close(a, b, torch.complex64 if a.is_complex() else torch.float32, "center state", factor=10)
-    assert_close(s2.tiers[1].queue, state_step.tiers[1].queue, torch.float32, "UpPool queue", factor=10)
+            assert_close(a, b, torch.complex64 if a.is_complex() else torch.float32, "center state")
+    assert_close(s2.tiers[1].queue, state_step.tiers[1].queue, torch.float32, "UpPool queue")
     # a state in the middle of a coarse step cannot be continued by forward
     with torch.inference_mode():
         _, mid = step_all(model, x[:, :5])
@@ -141,16 +142,16 @@ def test_fast_step_equals_reference_step(layer, chunk, backend):
         y64, _ = fast_all(model, x, chunk=chunk, dtype=torch.float64, backend=backend)
         exported = stepper.export_state()
     assert stepper.backend == backend
-    assert_close(y_fast, y_ref, torch.float32, "fast vs reference", factor=5)
-    assert_close(y64, y_ref, torch.float32, "float64 fast vs reference", factor=5)
+    assert_close(y_fast, y_ref, torch.float32, "fast vs reference")
+    assert_close(y64, y_ref, torch.float32, "float64 fast vs reference")
     assert exported.t == state.t == 83
     for got, want in [(exported.tiers[0].up, state.tiers[0].up), (exported.center, state.center)]:
         for a, b in zip(got, want, strict=True):
             if a is not None:
-                assert_close(a, b, torch.complex64 if a.is_complex() else torch.float32, "exported state", factor=10)
+                assert_close(a, b, torch.complex64 if a.is_complex() else torch.float32, "exported state")
     for got, want in zip(exported.tiers, state.tiers, strict=True):
-        assert_close(got.buffer, want.buffer, torch.float32, "DownPool buffer", factor=5)
-        assert_close(got.queue, want.queue, torch.float32, "UpPool queue", factor=5)
+        assert_close(got.buffer, want.buffer, torch.float32, "DownPool buffer")
+        assert_close(got.queue, want.queue, torch.float32, "UpPool queue")
 
 
 @pytest.mark.compiled
@@ -177,10 +178,10 @@ def test_compiled_step_ops_equal_the_pytorch_path(batch, layer, activation, fina
         e_cpp, e_torch = s_cpp.export_state(), s_torch.export_state()
     assert s_cpp.backend == "cpp" and s_torch.backend == "torch"
     assert all(t.fused is not None for t in s_cpp._all_tiers()) and all(t.fused is None for t in s_torch._all_tiers())
-    assert torch.allclose(y_cpp, y_torch, rtol=1e-10, atol=1e-10), (y_cpp - y_torch).abs().max()
+    assert rel_err(y_cpp, y_torch) <= RTOL[torch.float64], (y_cpp - y_torch).abs().max()
     for a, b in zip(e_cpp.center + e_cpp.tiers[0].up, e_torch.center + e_torch.tiers[0].up, strict=True):
         if a is not None:
-            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)  # exported as complex64
+            assert torch.allclose(a, b, rtol=ROUNDOFF[torch.complex64], atol=0)  # float64 states exported as complex64
 
 
 @pytest.mark.compiled
@@ -237,7 +238,7 @@ def test_fast_stepper_continues_from_a_model_state():
         stepper = FastStepper(model, 2)
         stepper.reset(state)
         y_rest = torch.stack([stepper.step(x[:, t]).clone() for t in range(21, 50)], 1)
-    assert_close(y_rest, y_ref[:, 21:], torch.float32, "continued fast stepping", factor=5)
+    assert_close(y_rest, y_ref[:, 21:], torch.float32, "continued fast stepping")
 
 
 def test_fast_and_reference_sampling_draw_the_same_samples():
@@ -249,7 +250,8 @@ def test_fast_and_reference_sampling_draw_the_same_samples():
         out[fast] = sample(model, 4, 100, temperature=0.9, top_p=0.95, prompt=prompt, generator=g, fast=fast)
     assert torch.equal(out[False][0], out[True][0])
     assert torch.equal(out[True][0][:, :37], prompt)
-    assert torch.allclose(out[False][1], out[True][1], rtol=1e-5)
+    # sums of the two paths' float32 log-probabilities, which differ by rounding
+    assert rel_err(out[True][1], out[False][1]) <= ROUNDOFF[torch.float32]
 
 
 # ---- causality --------------------------------------------------------------------------------------
@@ -270,12 +272,13 @@ def test_causal_and_the_shift_is_what_makes_it_causal(unet):
     x = torch.randint(0, 256, (2, 64))
     for t in (5, 16, 37, 47):
         before, after = _leak(model, x, t)
-        assert before < 1e-5, f"output before t={t} changed by {before}"  # FFT rounding only
-        assert after > 1e-3, "the change does not arrive"
+        # FFT rounding only, of a length-128 transform: ~log2(128) roundings per output, so 10 x ROUNDOFF
+        assert before <= 10 * ROUNDOFF[torch.float32], f"output before t={t} changed by {before}"
+        assert after > SIGNAL, "the change does not arrive"
     for tier in model.tiers:  # without the shift the coarse path sees the rest of its block
         tier.up_pool.shift = False
     leaks = [_leak(model, x, t)[0] for t in (5, 37, 47)]
-    assert min(leaks) > 1e-4, f"the causality check missed the leak without the UpPool shift: {leaks}"
+    assert min(leaks) > SIGNAL, f"the causality check missed the leak without the UpPool shift: {leaks}"
 
 
 # ---- shapes, variants, errors -----------------------------------------------------------------------
@@ -325,7 +328,7 @@ def test_variant_shapes():
     x2 = x.clone()
     x2[:, 30] = (x2[:, 30] + 1) % 256
     with torch.inference_mode():
-        assert (bi(x)[:, :16] - bi(x2)[:, :16]).abs().max() > 1e-4, "bidirectional model ignores the future"
+        assert (bi(x)[:, :16] - bi(x2)[:, :16]).abs().max() > SIGNAL, "bidirectional model ignores the future"
 
 
 def test_noncausal_model_refuses_to_step():
@@ -380,17 +383,19 @@ def test_top_p_and_temperature():
     def freq(**kw):
         return torch.bincount(sample_token(logits, generator=g, **kw), minlength=4).double() / logits.shape[0]
 
-    assert torch.allclose(freq(), probs.double(), atol=0.01)
+    assert (freq() - probs.double()).abs().max() <= SAMPLING
     nucleus = freq(top_p=0.7)  # keeps {0.5, 0.3}, renormalised
-    assert nucleus[2:].sum() == 0 and torch.allclose(nucleus[:2], torch.tensor([0.625, 0.375], dtype=torch.float64), atol=0.01)
+    assert nucleus[2:].sum() == 0 and (nucleus[:2] - torch.tensor([0.625, 0.375], dtype=torch.float64)).abs().max() <= SAMPLING
     assert torch.equal(sample_token(logits[:100], top_p=1e-6, generator=g), torch.zeros(100, dtype=torch.long))
     assert torch.equal(sample_token(logits[:100], temperature=0), torch.zeros(100, dtype=torch.long))
     cold, hot = freq(temperature=0.25), freq(temperature=4.0)
     sharpened = probs.double() ** 4 / (probs.double() ** 4).sum()
-    assert torch.allclose(cold, sharpened, atol=0.01)
-    assert hot.max() < 0.34 and hot.min() > 0.16  # near uniform (0.31 .. 0.18 expected)
-    # the nucleus is taken after the temperature (s4's generate.py took it before)
-    assert freq(temperature=4.0, top_p=0.7)[2] > 0.1
+    flattened = probs.double() ** 0.25 / (probs.double() ** 0.25).sum()  # 0.31 .. 0.18
+    assert (cold - sharpened).abs().max() <= SAMPLING
+    assert (hot - flattened).abs().max() <= SAMPLING  # near uniform
+    # the nucleus is taken after the temperature (s4's generate.py took it before, keeping no token 2):
+    # of the flattened probabilities the first three are kept
+    assert abs(freq(temperature=4.0, top_p=0.7)[2] - flattened[2] / flattened[:3].sum()) <= SAMPLING
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -404,7 +409,7 @@ def test_log_likelihood_is_the_forward_log_probability_of_the_samples(fast):
     with torch.inference_mode():
         logp = torch.log_softmax(model(padded).double(), -1)  # (B, L, V)
     chosen = logp[:, 4:60].gather(-1, tokens[:, 5:61, None]).squeeze(-1)  # logits at t-1 predict token t
-    assert_close(ll, chosen.sum(1), torch.float32, "log-likelihood", factor=5)
+    assert_close(ll, chosen.sum(1), torch.float32, "log-likelihood")
     assert (ll < 0).all()
 
 
@@ -444,7 +449,7 @@ def test_compiled_fast_step_equals_eager():
     with torch.inference_mode():
         y_eager, _ = fast_all(model, x, chunk=4)
         y_compiled, _ = fast_all(model, x, chunk=4, compile=True)
-    assert_close(y_compiled, y_eager, torch.float32, "compiled vs eager fast step", factor=5)
+    assert_close(y_compiled, y_eager, torch.float32, "compiled vs eager fast step")
 
 
 def test_bench_generate_rows(tmp_path):
@@ -463,7 +468,9 @@ def test_bench_generate_rows(tmp_path):
     for ref, *fast in (rows[0:3], rows[3:6]):
         assert ref["speedup"] == 1.0 and ref["steady_speedup"] == 1.0
         for f in fast:
-            assert f["speedup"] == pytest.approx(f["samples_per_s"] / ref["samples_per_s"])
-            assert f["steady_speedup"] == pytest.approx(f["steady_samples_per_s"] / ref["steady_samples_per_s"])
+            assert f["speedup"] == pytest.approx(f["samples_per_s"] / ref["samples_per_s"], rel=ROUNDOFF[torch.float64])
+            assert f["steady_speedup"] == pytest.approx(f["steady_samples_per_s"] / ref["steady_samples_per_s"],
+                                                        rel=ROUNDOFF[torch.float64])
         for r in (ref, *fast):
-            assert 0 < r["setup_ms"] and r["samples_per_s"] == pytest.approx(r["batch"] * 8 / (r["median_ms"] / 1e3))
+            assert 0 < r["setup_ms"] and r["samples_per_s"] == pytest.approx(r["batch"] * 8 / (r["median_ms"] / 1e3),
+                                                                              rel=ROUNDOFF[torch.float64])

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import BACKEND_PARAMS, CPU_BACKEND_PARAMS, assert_close, crandn, device_of, rel_err, wide
+from helpers import BACKEND_PARAMS, CPU_BACKEND_PARAMS, GRADCHECK, ROUNDOFF, assert_close, crandn, device_of, rel_err, wide
 
 from ssm.ops import cauchy, cauchy_ref
 
@@ -38,6 +38,7 @@ def test_forward_matches_reference(backend, shape):
     out = cauchy(v, z, w, backend=backend)
     exact = cauchy_ref(*(t.cpu().to(torch.complex128) for t in (v, z, w)))
     assert_close(out.cpu(), exact, torch.complex64, f"{backend} vs float64")
+    # cauchy_ref in complex64 too: the two errors add
     assert_close(out, cauchy_ref(v, z, w), torch.complex64, f"{backend} vs cauchy_ref", factor=2)
 
 
@@ -61,13 +62,13 @@ def test_gradcheck_float64(backend):
     v, z, w = inputs((2,), (2,), 3, 5, torch.complex128, "cpu", seed=2)
     v.requires_grad_(True)
     w.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda v, w: cauchy(v, z, w, backend=backend), (v, w))
+    assert torch.autograd.gradcheck(lambda v, w: cauchy(v, z, w, backend=backend), (v, w), **GRADCHECK)
 
 
 def test_torch_backend_gradient_for_z():
     v, z, w = inputs((2,), (2,), 3, 5, torch.complex128, "cpu", seed=3)
     z.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda z: cauchy(v, z, w, backend="torch"), (z,))
+    assert torch.autograd.gradcheck(lambda z: cauchy(v, z, w, backend="torch"), (z,), **GRADCHECK)
 
 
 @pytest.mark.compiled
@@ -79,7 +80,7 @@ def test_z_gradient_refused_by_compiled_backend():
     # auto picks a backend that can differentiate z instead of dropping the gradient
     (gz,) = torch.autograd.grad(cauchy(v, z, w).real.sum(), z)
     (ez,) = torch.autograd.grad(cauchy_ref(v, z, w).real.sum(), z)
-    assert rel_err(gz, ez) < 1e-12
+    assert rel_err(gz, ez) <= ROUNDOFF[torch.complex128]  # the same complex128 sums, differentiated by hand and by autograd
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
@@ -90,6 +91,7 @@ def test_non_contiguous_inputs(backend):
     wt = w.t().contiguous().t()  # transposed layout
     zt = torch.stack([z, z], -1)[:, 1]
     assert not vt.is_contiguous() and not zt.is_contiguous()
+    # against cauchy_ref in complex64
     assert_close(cauchy(vt, zt, wt, backend=backend), cauchy_ref(v, z, w), torch.complex64, backend, factor=2)
 
 

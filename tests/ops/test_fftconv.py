@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import assert_close
+from helpers import GRADCHECK, ROUNDOFF, assert_close, rel_err
 
 from ssm.ops import fftconv, fftconv_ref
 from ssm.ops.fftconv import fast_length
@@ -31,10 +31,11 @@ def test_causal_and_anticausal_structure():
     u[..., 5] = 1
     k = torch.arange(1, 2 * L + 1, dtype=torch.float64).reshape(2, 1, L)
     y = fftconv(u, k, bidirectional=True)[0, 0]
-    assert torch.allclose(y[5:], k[0, 0, : L - 5])  # y_t = k0_{t-5}
-    assert torch.allclose(y[:5], k[1, 0, :5].flip(0))  # y_t = k1_{5-t-1}
+    # float64 FFT round-off only: the products are exact shifts of integer kernels
+    assert rel_err(y[5:], k[0, 0, : L - 5]) <= ROUNDOFF[torch.float64]  # y_t = k0_{t-5}
+    assert rel_err(y[:5], k[1, 0, :5].flip(0)) <= ROUNDOFF[torch.float64]  # y_t = k1_{5-t-1}
     yc = fftconv(u, k[0])[0, 0]
-    assert torch.allclose(yc[:5], torch.zeros(5, dtype=torch.float64), atol=1e-12)
+    assert yc[:5].abs().max() <= ROUNDOFF[torch.float64]
 
 
 def test_gradients_match_reference():
@@ -45,9 +46,9 @@ def test_gradients_match_reference():
     grad = torch.randn(2, 3, 31, dtype=torch.float64, generator=g)
     got = torch.autograd.grad(fftconv(u, k, D, bidirectional=True), (u, k, D), grad)
     want = torch.autograd.grad(fftconv_ref(u, k, D, bidirectional=True), (u, k, D), grad)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert_close(a, b, torch.float64)
-    assert torch.autograd.gradcheck(lambda u, k, D: fftconv(u, k[0], D), (u, k, D))
+    assert torch.autograd.gradcheck(lambda u, k, D: fftconv(u, k[0], D), (u, k, D), **GRADCHECK)
 
 
 def test_half_precision_input_runs_in_float32():

@@ -3,6 +3,7 @@ scored positions, the causal-model check, and fine-tuning that loads the whole b
 
 import pytest
 import torch
+from helpers import ROUNDOFF, SAMPLING, SIGNAL, rel_err
 
 from ssm.train.cli import build, train
 from ssm.train.pretraining import SelfPretraining, load_pretrained
@@ -22,7 +23,7 @@ def test_masked_rate_and_mask_channel_for_real_values():
     assert torch.all(inputs[..., :2][mask] == 0) and torch.equal(inputs[..., :2][~mask], x[~mask])
     assert not mask[:8, 100:].any()  # padding is never masked (never scored)
     rate = mask[8:].float().mean().item()
-    assert abs(rate - 0.3) < 0.01, rate
+    assert abs(rate - 0.3) <= SAMPLING, rate  # 28000 draws
 
 
 def test_masked_tokens_use_the_mask_token_and_only_masked_positions_count():
@@ -36,9 +37,9 @@ def test_masked_tokens_use_the_mask_token_and_only_masked_positions_count():
     base = task.loss(logits, target)
     changed = logits.clone()
     changed[~mask] = torch.randn(int((~mask).sum()), 10) * 10  # unmasked outputs carry no weight
-    assert torch.allclose(task.loss(changed, target), base)
+    assert rel_err(task.loss(changed, target), base) <= ROUNDOFF[torch.float32]
     changed[mask] += torch.randn(int(mask.sum()), 10)
-    assert not torch.allclose(task.loss(changed, target), base)
+    assert (task.loss(changed, target) - base).abs() > SIGNAL
 
 
 def test_causal_targets_are_the_inputs_shifted_by_one():

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from helpers import ROUNDOFF, rel_err
 
 import ssm
 from ssm.train.cli import build, train
@@ -48,7 +49,7 @@ def test_default_experiment_learns_and_checkpoint_rebuilds_the_model(compose_cfg
     _, module, _ = build(cfg)
     state = torch.load(ckpt, weights_only=False)["state_dict"]
     module.load_state_dict(state)
-    assert torch.allclose(model.eval()(x), module.model.eval()(x))
+    assert rel_err(model.eval()(x), module.model.eval()(x)) <= ROUNDOFF[torch.float32]
 
 
 def test_non_finite_loss_stops_with_a_clear_message(compose_cfg):
