@@ -53,14 +53,26 @@ SIGNAL = 1e-3
 # fixed; the margin is for a change of seed or of the sampler's draw order.
 SAMPLING = 0.01
 
+# How far an estimate may fall from its expectation, in its standard errors: a normal one passes
+# with chance 1 - 6e-7 on any seed, while a wrong scale (a factor 2 in a variance) is tens of them off.
+SIGMAS = 5
+
 # A statistic estimated from a few hundred draws: the mean of 100 Adding targets (standard error
 # 0.04), a mean squared error over the ~750 windows of a test split (relative standard error
 # sqrt(2 / 750) = 0.05). 0.2 is about four standard errors or more.
 ESTIMATE = 0.2
 
 # One correctly rounded conversion to float32 of a value in [-1, 1] (a 32-bit PCM sample, a scaled
-# integer): at most half a unit in the last place of 1, 2^-24.
+# integer): at most half a unit in the last place of 1, 2^-24; relative, of any value.
 HALF_ULP32 = torch.finfo(torch.float32).eps / 2
+
+# One step of 16-bit PCM: a sample written to a 16-bit WAV and read back is off by half of it at most
+# (round to nearest; measured: exactly half on a ramp).
+PCM16_STEP = 2.0**-15
+
+# A value ssm-predict writes with 6 significant digits (f"{v:.6g}") and a test reads back: half a unit
+# in its 6th digit is <= 5e-6 of it, 6e-6 adds the float32 round-off (ROUNDOFF) of what was written.
+SIX_DIGITS = 6e-6
 
 # The resampler's error on a sine: its Kaiser window (beta 6, about 63 dB) ripples by ~7e-4 in the
 # pass band and leaks as much in the stop band; 2e-3 (54 dB) leaves three times that.
@@ -69,6 +81,16 @@ RESAMPLING = 2e-3
 # 8-bit mu-law on a signal of amplitude <= 0.5: code steps there up to 0.022 wide (the expansion's
 # slope), a uniform error over them RMS <= 0.0065; 0.01 bounds that and the fitted amplitude's error.
 MU_LAW_8BIT = 0.01
+
+# The fidelity issue's bound for the S4D layer with bilinear discretisation in float32 against float64 at
+# L=16384 (slowly decaying modes, log dA = 2 atanh(dtA/2)); measured 6e-5 on the output, 6e-6 on the kernel.
+BILINEAR_16K = 1e-4
+
+# A layer run with rate=r on a signal sampled r times more coarsely against the fine run's output at
+# those samples (the S4 paper's zero-shot resolution change): they differ by the discretisation's
+# error, measured 0.005-0.008 (S4, S4D, S5, r=2, sines of 2-7 periods in 2048 steps) against 0.27-0.47
+# with the rate ignored; 0.03 leaves 3.5 x.
+ZERO_SHOT_RATE = 0.03
 
 # The optimum a seeded non-convex optimisation (PTD's perturbation, hippo.ptd_perturbation) reaches
 # when run again: bit for bit on one LAPACK build, elsewhere on the landscape on another, so only its

@@ -10,7 +10,7 @@ from ssm.kernels.dplr import DPLRSSM
 from ssm.kernels.s5 import S5SSM
 from ssm.models.generation.forms import ChannelForm, DenseForm
 
-from helpers import RTOL, assert_close
+from helpers import ROUNDOFF, rel_err
 
 
 def _cores():
@@ -40,8 +40,9 @@ def test_bank_form_matches_step_form(name):
         df = DenseForm.of(form)
         y = (x @ df.Cy).real + u @ df.Deff
         x_new = df.dA * x + u.to(x.dtype) @ df.dB_t
-    assert_close(y, y_ref, torch.float64, f"{name} output")
-    assert_close(x_new, x_ref, torch.complex128, f"{name} state")
+    # the same products summed in another order
+    assert y.shape == y_ref.shape and rel_err(y, y_ref) <= ROUNDOFF[torch.float64], f"{name} output"
+    assert x_new.shape == x_ref.shape and rel_err(x_new, x_ref) <= ROUNDOFF[torch.complex128], f"{name} state"
 
 
 @pytest.mark.parametrize("name", ["s4d", "s4", "s5"])
@@ -52,7 +53,8 @@ def test_core_step_is_its_step_form(name):
     u = torch.randn(2, 6, dtype=torch.float64)
     y, x1 = core.step(u, x)
     y_ref, x1_ref = core.step_form().advance(u, x)
-    assert torch.allclose(y, y_ref, rtol=RTOL[torch.float64], atol=0) and torch.allclose(x1, x1_ref, rtol=RTOL[torch.float64], atol=0)
+    tol = ROUNDOFF[torch.float64]
+    assert torch.allclose(y, y_ref, rtol=tol, atol=0) and torch.allclose(x1, x1_ref, rtol=tol, atol=0)
 
 
 def test_forms_refuse_the_other_kind():

@@ -4,9 +4,12 @@ and speed-up lines computed from those rows, the JSON written, bad input named."
 import json
 
 import pytest
+import torch
 
 from ssm.cli.bench import main
 from ssm.cli.bench.kernels import Record, table
+
+from helpers import ROUNDOFF
 
 
 @pytest.mark.compiled
@@ -16,7 +19,8 @@ def test_kernels_rows_per_thread_count_and_scaling_lines(tmp_path, capsys):
                  "modes=fwd", "cpu=true", f"json={out}"]) == 0
     records = json.loads(out.read_text())["records"]
     assert [(r["backend"], r["threads"]) for r in records] == [("torch", 1), ("torch", 2), ("cpp", 1), ("cpp", 2)]
-    assert all(r["status"] == "ok" and r["median_ms"] > 0 and r["max_rel_err"] < 1e-5 for r in records)
+    # complex64 sums of n=3 terms against the float64 reference: a few roundings
+    assert all(r["status"] == "ok" and r["median_ms"] > 0 and r["max_rel_err"] < ROUNDOFF[torch.complex64] for r in records)
     by = {(r["backend"], r["threads"]): r["median_ms"] for r in records}
     printed = capsys.readouterr().out
     gain = by[("cpp", 1)] / by[("cpp", 2)]

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 import torch
-from helpers import capture_log
+from helpers import RTOL, capture_log
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -94,7 +94,7 @@ def test_samples_are_valid_wavs_ranked_by_their_exact_likelihood(checkpoint, tmp
         with torch.no_grad():
             logp = torch.log_softmax(model(x)[0].double(), -1)  # (L, 256)
         rescored = -logp.gather(-1, codes[:, None]).sum().item() / (length * math.log(2))
-        assert rescored == pytest.approx(r["nll_bits_per_sample"], rel=1e-4)
+        assert rescored == pytest.approx(r["nll_bits_per_sample"], rel=RTOL[torch.float32])  # conv vs recurrence
 
 
 def test_fast_and_reference_steppers_write_the_same_samples(checkpoint, tmp_path):
@@ -110,7 +110,7 @@ def test_fast_and_reference_steppers_write_the_same_samples(checkpoint, tmp_path
         c, _ = _codes(tmp_path / "fast-torch" / f"sample_{i:03d}.wav")
         assert torch.equal(a, b) and torch.equal(c, b)
         assert fast["samples"][i]["nll_bits_per_sample"] == pytest.approx(ref["samples"][i]["nll_bits_per_sample"],
-                                                                         rel=1e-4)
+                                                                         rel=RTOL[torch.float32])
 
 
 def test_console_entry_point(checkpoint, tmp_path):

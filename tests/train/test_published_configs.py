@@ -5,6 +5,8 @@ import pytest
 
 from ssm.train.cli import build, config_dir
 
+from helpers import SIGNAL
+
 CITING = sorted(str(p.relative_to(config_dir() / "experiment").with_suffix(""))
                 for p in (config_dir() / "experiment").rglob("*.yaml") if "state-spaces/s4" in p.read_text() and "e757cef" in p.read_text())
 
@@ -36,7 +38,7 @@ def test_model_rate_override_reaches_every_layer(compose_cfg):
     with torch.no_grad():
         y1, y2 = base.model.eval()(x), fast.model.eval()(x)
         assert torch.equal(base.model(x, rate=2.0), y2)
-    assert not torch.allclose(y1, y2)
+    assert not torch.allclose(y1, y2, rtol=SIGNAL, atol=SIGNAL)
 
 
 def test_multistep_schedule_halves_at_the_milestones():
