@@ -43,7 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..checks import check_choice
-from .audio.datasets import speech_commands_split
+from .audio.datasets import LISTS, list_splits  # noqa: F401  (LISTS: the release's list files)
 from .audio.resample import output_length, resample
 from .audio.wav import read_wav, wav_info
 from .classify import stratified_split
@@ -63,39 +63,6 @@ CLASSES = {"sc35": SC35, "sc10": SC10}
 Classes = Literal["sc35", "sc10"]
 SplitRule = Literal["lists", "stratified"]
 Resampler = Literal["subsample", "sinc"]
-LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
-
-
-def list_splits(base: Path, rel: list[str], words: tuple[str, ...]) -> dict[str, str]:
-    """``{word/file.wav: split}`` from the release's ``validation_list.txt``/``testing_list.txt``
-    (entries of other words ignored; train = the rest). Without both lists, the Speech Commands
-    speaker-hash rule (``ssm.data.audio.speech_commands_split``) decides, as the release's
-    README says the lists were made."""
-    lists = {split: base / name for split, name in LISTS.items()}
-    present = [split for split, path in lists.items() if path.is_file()]
-    if not present:
-        log.info("SpeechCommands: no split lists in %s; splitting by the speaker-hash rule", base)
-        return {r: speech_commands_split(r) for r in rel}
-    if len(present) == 1:
-        missing = lists["test" if present == ["val"] else "val"]
-        raise FileNotFoundError(f"SpeechCommands: {lists[present[0]]} exists but {missing} does not; provide both "
-                                "split lists or neither")
-    on_disk = set(rel)
-    assign = dict.fromkeys(rel, "train")
-    seen: dict[str, str] = {}
-    for split, path in lists.items():
-        entries = [e.strip().replace("\\", "/") for e in path.read_text().splitlines()]
-        entries = [e for e in entries if e and e.split("/")[0] in words]
-        absent = [e for e in entries if e not in on_disk]
-        if absent:
-            log.warning("SpeechCommands: %d clips listed in %s are not on disk (e.g. %s)", len(absent), path, absent[0])
-        for e in entries:
-            if seen.get(e, split) != split:
-                raise ValueError(f"SpeechCommands: {e} is listed in both {lists['val']} and {lists['test']}")
-            seen[e] = split
-            if e in on_disk:
-                assign[e] = split
-    return assign
 
 
 def stratified_splits(rel: list[str], labels: np.ndarray, seed: int) -> dict[str, str]:

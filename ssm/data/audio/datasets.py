@@ -91,6 +91,43 @@ def _mono(waveform: torch.Tensor) -> torch.Tensor:  # (C, T) -> (T,)
     return waveform.mean(0) if waveform.shape[0] > 1 else waveform[0]
 
 
+# the release's split lists, by split
+LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
+
+
+def list_splits(base: Path, rel: list[str], words: tuple[str, ...], owner: str = "SpeechCommands",
+                what: str = "clips") -> dict[str, str]:
+    """``{word/file.wav: split}`` from the release's ``validation_list.txt``/``testing_list.txt``
+    (entries of other words ignored; train = the rest). Without both lists, the Speech Commands
+    speaker-hash rule (``ssm.data.audio.speech_commands_split``) decides, as the release's
+    README says the lists were made."""
+    lists = {split: base / name for split, name in LISTS.items()}
+    present = [split for split, path in lists.items() if path.is_file()]
+    if not present:
+        log.info("%s: no split lists in %s; splitting by the speaker-hash rule", owner, base)
+        return {r: speech_commands_split(r) for r in rel}
+    if len(present) == 1:
+        missing = lists["test" if present == ["val"] else "val"]
+        raise FileNotFoundError(f"{owner}: {lists[present[0]]} exists but {missing} does not; provide both "
+                                "split lists or neither")
+    on_disk = set(rel)
+    assign = dict.fromkeys(rel, "train")
+    seen: dict[str, str] = {}
+    for split, path in lists.items():
+        entries = [e.strip().replace("\\", "/") for e in path.read_text().splitlines()]
+        entries = [e for e in entries if e and e.split("/")[0] in words]
+        absent = [e for e in entries if e not in on_disk]
+        if absent:
+            log.warning("%s: %d %s listed in %s are not on disk (e.g. %s)", owner, len(absent), what, path, absent[0])
+        for e in entries:
+            if seen.get(e, split) != split:
+                raise ValueError(f"{owner}: {e} is listed in both {lists['val']} and {lists['test']}")
+            seen[e] = split
+            if e in on_disk:
+                assign[e] = split
+    return assign
+
+
 def speech_commands_split(filename: str, *, val_percent: float = 10.0, test_percent: float = 10.0) -> str:
     """The Speech Commands rule (dataset README, arXiv 1804.03209) for datasets without the list
     files: a hash of the speaker id (the name before ``_nohash_``) picks the split, so one
@@ -145,30 +182,7 @@ class SC09(_Tokens, Dataset):
 
     @staticmethod
     def _assign_splits(base: Path, rel: list[str]) -> dict[str, str]:
-        lists = {"val": base / "validation_list.txt", "test": base / "testing_list.txt"}
-        present = [s for s, p in lists.items() if p.is_file()]
-        if not present:
-            log.info("SC09: no split lists in %s; splitting by the Speech Commands speaker-hash rule", base)
-            return {r: speech_commands_split(r) for r in rel}
-        if len(present) == 1:
-            raise FileNotFoundError(f"SC09: {lists[present[0]]} exists but {lists[({'val', 'test'} - set(present)).pop()]}"
-                                    f" does not; provide both split lists or neither")
-        on_disk = set(rel)
-        assign = dict.fromkeys(rel, "train")
-        seen: dict[str, str] = {}
-        for split, path in lists.items():
-            entries = [e.strip().replace("\\", "/") for e in path.read_text().splitlines()]
-            entries = [e for e in entries if e and e.split("/")[0] in DIGITS]
-            absent = [e for e in entries if e not in on_disk]
-            if absent:
-                log.warning("SC09: %d digit clips listed in %s are not on disk (e.g. %s)", len(absent), path, absent[0])
-            for e in entries:
-                if seen.get(e, split) != split:
-                    raise ValueError(f"SC09: {e} is listed in both {lists['val']} and {lists['test']}")
-                seen[e] = split
-                if e in on_disk:
-                    assign[e] = split
-        return assign
+        return list_splits(base, rel, DIGITS, owner="SC09", what="digit clips")
 
     def __len__(self) -> int:
         return len(self.files)
