@@ -182,3 +182,18 @@ def capture_log(name: str, level: int = logging.INFO):
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old)
+
+
+def compose_config(overrides: list[str]):
+    """The trainer's Hydra config with ``overrides``, outside any test fixture (global state cleared)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ssm.train.cli import config_dir
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return compose("config", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()

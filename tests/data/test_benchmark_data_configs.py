@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from ssm.data import fixtures
 from ssm.data.speech import SC35
+from helpers import compose_config
 from ssm.train.cli import config_dir
 
 CONFIGS = {  # config -> (sequence length, classes or None for regression, overrides)
@@ -34,15 +33,6 @@ def data_root(tmp_path_factory):
     return root
 
 
-def _compose(overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            return compose("config", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
-
-
 def test_every_benchmark_data_config_is_tested():
     images = {f"images/{p.stem}" for p in (config_dir() / "data" / "images").glob("*.yaml")}
     assert images | {"audio/sc35", "audio/sc10", "bidmc"} == set(CONFIGS)
@@ -52,7 +42,7 @@ def test_every_benchmark_data_config_is_tested():
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_config_builds_batches(name, data_root):
     length, classes, overrides = CONFIGS[name]
-    cfg = _compose([f"data={name}", f"++data_root={data_root}", "data.batch_size=4", *overrides])
+    cfg = compose_config([f"data={name}", f"++data_root={data_root}", "data.batch_size=4", *overrides])
     dm = instantiate(cfg.data)
     dm.setup("fit")
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
@@ -66,7 +56,7 @@ def test_config_builds_batches(name, data_root):
 
 
 def test_sc10_zero_shot_option_halves_the_eval_clips(data_root):
-    cfg = _compose(["data=audio/sc10", f"++data_root={data_root}", "data.dataset.length=1600",
+    cfg = compose_config(["data=audio/sc10", f"++data_root={data_root}", "data.dataset.length=1600",
                     "data.dataset.eval_rate=8000"])
     dm = instantiate(cfg.data)
     dm.setup("fit")

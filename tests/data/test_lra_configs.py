@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from ssm.data.lra import fixtures
 from ssm.data.lra.generators import PathfinderStyle, write_pathfinder
+from helpers import compose_config
 from ssm.train.cli import config_dir
 
 NAMES = sorted(p.stem for p in (config_dir() / "data" / "lra").glob("*.yaml"))
@@ -44,22 +43,13 @@ def data_root(tmp_path_factory):
     return root
 
 
-def _compose(overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            return compose("config", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
-
-
 def test_all_configs_exist():
     assert EXPECTED <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_config_builds_batches(name, data_root):
-    cfg = _compose([f"data=lra/{name}", f"++data_root={data_root}", *SMALL.get(name, [])])
+    cfg = compose_config([f"data=lra/{name}", f"++data_root={data_root}", *SMALL.get(name, [])])
     dm = instantiate(cfg.data)
     dm.setup("fit")
     x, y, lengths = next(iter(dm.train_dataloader()))
