@@ -6,6 +6,7 @@ a config or a constructor call fails once, at the top, with the valid choices in
 
 from __future__ import annotations
 
+import math
 from typing import get_args
 
 
@@ -22,3 +23,10 @@ def check_size(owner: str, name: str, value, *, even: bool = False, why: str = "
         raise ValueError(f"{owner}: `{name}` must be a positive integer, got {value!r}")
     if even and value % 2:
         raise ValueError(f"{owner}: `{name}` must be even{why}, got {value}")
+
+
+def check_rate(owner: str, rate) -> float:
+    """A sampling-rate factor: a finite number > 0 (dt is multiplied by it)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"{owner}: `rate` must be a finite number > 0 (dt is scaled by it), got {rate!r}")
+    return float(rate)

@@ -4,17 +4,11 @@ its step form. Lives below the layers so cores never import them."""
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 from torch import nn
 
-
-def check_rate(owner: str, rate) -> float:
-    """A sampling-rate factor: a finite number > 0 (dt is multiplied by it)."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
-        raise ValueError(f"{owner}: `rate` must be a finite number > 0 (dt is scaled by it), got {rate!r}")
-    return float(rate)
+from ..checks import check_rate
 
 
 def working_dtype(module: nn.Module) -> torch.dtype:
@@ -109,12 +103,14 @@ class SSMCore(nn.Module):
         """The discrete step in complex128 (no autograd); linear cores implement this."""
         raise NotImplementedError
 
+    def _check_steppable(self) -> None:
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
+
     def setup_step(self, rate: float = 1.0) -> None:
         """Cache ``step_form(rate)`` in the working precision for ``step`` (the rate sticks until
         the next ``setup_step``, also when a parameter change makes ``step`` refresh the cache)."""
-        if not self.causal:
-            raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
-        self._step_rate = check_rate(type(self).__name__, rate)
+        self._step_rate = check_rate(type(self).__name__, rate)  # step_form refuses a bidirectional core
         with torch.no_grad():
             self._cache_step(self.step_form(rate).to(self.complex_dtype))
 

@@ -211,8 +211,7 @@ class DiagonalSSM(SSMCore):
 
     def step_form(self, rate: float = 1.0) -> StepForm:
         """x' = dA x + dB u, y = 2 Re(C x') + D u; dA, dB, C (H, n)."""
-        if not self.causal:
-            raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
+        self._check_steppable()
         with torch.no_grad():
             log_dA, dB = self.discrete(rate)
             c128 = torch.complex128

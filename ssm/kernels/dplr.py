@@ -291,8 +291,7 @@ class DPLRSSM(SSMCore):
         E = D_l (2/dt + Lambda), G = -W^T (D_l P), F_s = 2 conj(P_s)(1 + E) and
         V = 2 D_l B - sum_t (W k)_t D_l P_t with k_s = 2 Re sum conj(P_s) 2 D_l B (the correction
         collapses since I - W M = W). O(n r) per step; C is the true C (``true_C``), in complex128."""
-        if not self.causal:
-            raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
+        self._check_steppable()
         with torch.no_grad():
             c128 = torch.complex128
             dt, Lam, P, B = self.system(rate)

@@ -142,8 +142,7 @@ class S5SSM(SSMCore):
 
     def step_form(self, rate: float = 1.0) -> StepForm:
         """x' = dA x + dB u, y = f Re(C x') + D u; dA (P',), dB (P', H), C (H, P')."""
-        if not self.causal:
-            raise ValueError(f"{type(self).__name__}: a bidirectional layer cannot be stepped")
+        self._check_steppable()
         with torch.no_grad():
             dA, dB = self.discrete(rate)
             c128 = torch.complex128

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checks import check_choice
-from ..kernels.base import SSMCore, check_rate
+from ..checks import check_choice, check_rate
+from ..kernels.base import SSMCore
 
 Activation = Literal["gelu", "silu", "relu", "tanh", "identity"]
 Final = Literal["glu", "linear", "identity"]

@@ -14,8 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..checks import check_choice
-from ..kernels.base import check_rate
+from ..checks import check_choice, check_rate
 from ..layers.base import length_mask
 
 Norm = Literal["layer", "batch", "none"]
